@@ -1,0 +1,187 @@
+"""`aspen` command line: demo, train, export, check, simulate, sweep.
+
+User mistakes (bad paths, malformed files, configurations the chip refuses) end with a
+one-line message and a non-zero exit code, never a traceback; bugs still show one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_USER_ERROR = 2
+
+
+def _progress():
+    from tqdm.auto import tqdm
+
+    return lambda **kw: tqdm(leave=False, dynamic_ncols=True, **kw)
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from aspen_deploy.demo import run_demo
+
+    run_demo(profile=a.profile, out=Path(a.out), backend=a.backend, resume=a.resume, progress=_progress())
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from aspen_deploy.samplers import parse_sampler
+    from aspen_deploy.train import TrainSettings, train
+    from data_prep.pipeline import prepare_events
+    from models import build_model
+
+    parse_sampler(a.sampler)  # fail fast, before loading data
+    out = Path(a.out)
+    frontend = None
+    if a.resume and (out / "settings.json").is_file():
+        import json
+
+        frontend = json.loads((out / "settings.json").read_text()).get("frontend") or None
+    data = prepare_events(a.data, frontend=frontend, seed=a.seed, log=print)
+    settings = TrainSettings(sampler=a.sampler, profile=a.profile, epochs=a.epochs, seed=a.seed, model=a.model,
+                             data=data.spec, frontend=data.frontend.to_dict())
+    net = build_model(a.model, {"n_out": data.n_classes} if a.model == "aspen_synnet" else None)
+    settings.net = net.spec.to_dict()
+    metrics = train(net, data, settings, out, resume=a.resume, progress=_progress())
+    print(f"{out}: float test accuracy {metrics['float_test_accuracy']:.3f} at threshold 1.0 "
+          f"(best epoch {metrics['best_epoch']}, val {metrics['val_accuracy']:.3f})")
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from aspen_deploy.export import export_run
+
+    path = export_run(Path(a.run_dir), log=print)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    from aspen_deploy.config import XyloConfig
+    from aspen_deploy.drc import check
+
+    cfg = XyloConfig.load(a.config)
+    violations = check(cfg)
+    if violations:
+        for v in violations:
+            print(v.message())
+        return EXIT_USER_ERROR
+    print(f"{a.config}: OK, the Xylo IMU accepts this configuration "
+          f"({cfg.n_inputs} inputs, {cfg.n_hidden} hidden, {cfg.n_outputs} outputs)")
+    return 0
+
+
+def cmd_simulate(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from aspen_deploy.backends import get_backend
+    from aspen_deploy.config import XyloConfig
+    from aspen_deploy.drc import require_valid
+    from aspen_deploy.io import atomic_save_npz
+
+    cfg = XyloConfig.load(a.config)
+    require_valid(cfg)
+    inp = Path(a.input)
+    if not inp.is_file():
+        raise FileNotFoundError(f"input file not found: {inp}")
+    try:
+        events = np.load(inp, allow_pickle=False)
+    except ValueError as e:
+        raise ValueError(f"{inp} is not a readable .npy array ({e})") from None
+    backend = get_backend(a.backend)
+    backend.load(cfg)
+    backend.set_threshold_scale(a.threshold_scale)
+    r = backend.run(events)
+    out = atomic_save_npz(a.out, output_spikes=r.output_spikes, readout_vmem=r.readout_vmem,
+                          hidden_spike_counts=r.hidden_spike_counts, prediction=r.prediction,
+                          cycles_per_step=r.cycles_per_step)
+    print(f"wrote {out}: {len(r.prediction)} window(s), backend {backend.name}, threshold scale {a.threshold_scale:g}")
+    return 0
+
+
+def cmd_sweep(a: argparse.Namespace) -> int:
+    from aspen_deploy.export import sweep_run
+    from aspen_deploy.sweep import DEFAULT_SCALES, parse_scales
+
+    scales = parse_scales(a.scales) if a.scales else DEFAULT_SCALES
+    rows = sweep_run(Path(a.run_dir), backend=a.backend, scales=scales, windows=a.windows, progress=_progress(),
+                     log=print)
+    from aspen_deploy.report import format_sweep_table
+
+    print(format_sweep_table({Path(a.run_dir).name: rows}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aspen", description="ASPEN spiking networks on the Xylo IMU: train, export, "
+                                "check, simulate and sweep the firing threshold.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="main job: HAPT, ASPEN + fixed baseline, export, sweep, summary")
+    d.add_argument("--profile", choices=["quick", "full"], default="quick")
+    d.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    d.add_argument("--backend", default="fast", help="sweep backend: fast (default) or xylosim")
+    d.add_argument("--resume", action="store_true", help="continue an interrupted demo in --out")
+    d.set_defaults(fn=cmd_demo)
+
+    t = sub.add_parser("train", help="train one model into a run directory")
+    t.add_argument("--data", default="hapt", help="hapt (default), synthetic, or PATH.npz in the standard format")
+    t.add_argument("--sampler", default="uniform:1.0,1.5",
+                   help="fixed | fixed:T | uniform:A,B | discrete:L1,L2,... (default uniform:1.0,1.5)")
+    t.add_argument("--profile", choices=["quick", "full"], default="quick")
+    t.add_argument("--epochs", type=int, default=None, help="override the profile's epoch count")
+    t.add_argument("--model", default="aspen_synnet")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True, help="run directory to create")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("export", help="quantize + map + check a run -> RUN_DIR/xylo_config.json")
+    e.add_argument("run_dir")
+    e.set_defaults(fn=cmd_export)
+
+    c = sub.add_parser("check", help="design-rule check a configuration: exit 0 if the chip accepts it, else 2")
+    c.add_argument("config")
+    c.set_defaults(fn=cmd_check)
+
+    s = sub.add_parser("simulate", help="run a configuration on input event counts")
+    s.add_argument("config")
+    s.add_argument("--input", required=True, help=".npy of int counts 0..15, shape (T, Nin) or (N, T, Nin)")
+    s.add_argument("--backend", default="xylosim", help="xylosim (bit-accurate reference, default) or fast")
+    s.add_argument("--threshold-scale", type=float, default=1.0)
+    s.add_argument("--out", required=True, help="result .npz")
+    s.set_defaults(fn=cmd_simulate)
+
+    w = sub.add_parser("sweep", help="accuracy / spikes / cycles across threshold scales for a run")
+    w.add_argument("run_dir")
+    w.add_argument("--scales", default=None, help="A:B:STEP or S1,S2,... (default 0.6:2.4:0.1)")
+    w.add_argument("--backend", default="fast", help="fast (default) or xylosim")
+    w.add_argument("--windows", type=int, default=None,
+                   help="stratified subset of the test split (default: the run's profile)")
+    w.set_defaults(fn=cmd_sweep)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except KeyboardInterrupt:
+        print("aspen: interrupted; finished work is saved (use --resume to continue)", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, FileExistsError, NotImplementedError, ImportError) as e:
+        from aspen_deploy.drc import DesignRuleError
+
+        if isinstance(e, DesignRuleError):
+            for v in e.violations:
+                print(f"aspen: {v.message()}", file=sys.stderr)
+        else:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            print(f"aspen: error: {msg}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

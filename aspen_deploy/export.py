@@ -1,0 +1,78 @@
+"""Run directory -> `xylo_config.json`, and the threshold sweep of a run's exported network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from aspen_deploy.backends import get_backend
+from aspen_deploy.config import XyloConfig
+from aspen_deploy.quantize import quantize_synnet
+from aspen_deploy.runs import Run, load_run
+from aspen_deploy.sweep import DEFAULT_SCALES, run_sweep, stratified_subset
+from aspen_deploy.train import PROFILES
+
+CALIBRATION_WINDOWS = 256
+
+
+def export_config(run: Run, data: Any) -> XyloConfig:
+    """Quantize, map and check a loaded run; the readout scale is calibrated on training windows."""
+    calib = data.train.x[stratified_subset(data.train.y, CALIBRATION_WINDOWS, seed=1)]
+    return quantize_synnet(
+        run.net, calib_events=calib, imu_if=data.frontend.to_dict(),
+        metadata={"run": run.name, "sampler": run.settings.sampler, "model": run.settings.model,
+                  "class_names": list(data.class_names), "data": run.settings.data},
+    )
+
+
+def export_run(run_dir: Path, data: Any = None, log: Callable[[str], Any] = lambda s: None) -> Path:
+    run = load_run(run_dir)
+    data = data if data is not None else _data_for(run, log)
+    cfg = export_config(run, data)
+    return cfg.save(run_dir / "xylo_config.json")
+
+
+def sweep_run(run_dir: Path, backend: str = "fast", scales: Sequence[float] = DEFAULT_SCALES,
+              windows: int | None = None, data: Any = None, progress: Callable[..., Any] | None = None,
+              log: Callable[[str], Any] = lambda s: None) -> list[dict[str, Any]]:
+    """Sweep the run's exported configuration on (a stratified subset of) its test split.
+
+    Exports first if ``xylo_config.json`` is missing. ``windows`` defaults to the run's profile.
+    """
+    run = load_run(run_dir)
+    cfg_path = run_dir / "xylo_config.json"
+    if not cfg_path.exists():
+        data = data if data is not None else _data_for(run, log)
+        export_run(run_dir, data=data, log=log)
+    cfg = XyloConfig.load(cfg_path)
+    if data is None:
+        data = _data_for(run, log)
+    n = windows if windows is not None else PROFILES[run.settings.profile].sweep_windows
+    idx = stratified_subset(data.test.y, n, seed=0)
+    log(f"sweep {run.name}: {len(idx)} of {len(data.test.y)} test windows, backend {backend}")
+    return run_sweep(cfg, get_backend(backend), data.test.x[idx], data.test.y[idx], data.n_classes,
+                     model=run.name, out_dir=run_dir, scales=scales, progress=progress)
+
+
+def _data_for(run: Run, log: Callable[[str], Any]) -> Any:
+    from data_prep.pipeline import prepare_events
+
+    spec = run.settings.data
+    return prepare_events(spec.get("source_arg", spec.get("source")), frontend=run.settings.frontend or None,
+                          seed=run.settings.seed, log=log)
+
+
+def float_vs_chip(run: Run, data: Any, cfg: XyloConfig, backend: str, windows: np.ndarray) -> dict[str, float]:
+    """Float accuracy and chip accuracy at threshold scale 1.0 on the same windows."""
+    from aspen_deploy.sweep import evaluate_scale
+    from aspen_deploy.train import evaluate
+
+    fl = evaluate(run.net, data.test.x[windows], data.test.y[windows])
+    be = get_backend(backend)
+    be.load(cfg)
+    ch = evaluate_scale(be, data.test.x[windows], data.test.y[windows], data.n_classes, 1.0)
+    return {"float_accuracy": fl["accuracy"], "chip_accuracy": ch["accuracy"], "backend": backend,
+            "windows": int(len(windows)), "float_hidden_spikes_per_window": fl["hidden_spikes_per_window"],
+            "chip_hidden_spikes_per_window": ch["hidden_spikes_per_window"]}

@@ -1,0 +1,154 @@
+"""The ASPEN SynNet-style network, 15 -> 48 -> 48 -> 48 -> C, faithful to the Xylo IMU core.
+
+Built from Rockpool modules (`LinearTorch` weights, `XyloLIFTorch` neurons below, both
+`TorchModule`s with Rockpool parameters), so it has Rockpool's parameter/state API, while the
+neuron dynamics run through the fused scan in `models.lif`.
+
+Chip facts it reproduces (DESIGN.md, integer semantics):
+- bit-shift decays: each layer's tau_syn / tau_mem become dash = round(log2(tau/dt)) and the
+  float model uses exactly alpha = 1 - 2**-dash, so export changes no time constant;
+- subtractive reset, at most 31 spikes per step in hidden neurons;
+- saturation of isyn and vmem at the chip's 16-bit range, expressed in float units as
+  +-STATE_LIMIT (the export maps threshold 1.0 to the integer 32767 / STATE_LIMIT);
+- latency: input -> first hidden layer in the same step, each further hop one step later.
+
+Readout: C non-spiking leaky neurons; the class is the argmax of their membrane averaged over
+the last 3/4 of the window. Why: the averaged membrane is a smooth, linear function of the
+hidden spikes, which trains well with cross-entropy and survives int8 quantization exactly up
+to rounding, whereas a readout that spikes at most once per step quantizes class evidence
+and couples it to its reset. On the chip the readout threshold is set to the int16 maximum
+and the membrane is read out (XyloSim records it; the HDK reports it in accelerated time).
+The first quarter of the window is skipped while the states fill.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import rockpool.parameters as rp
+from rockpool.nn.modules import LinearTorch, TorchModule
+
+from aspen_deploy import chip
+from models.lif import LIFParams, leaky_readout, lif_scan
+
+# threshold 1.0 <-> integer 4096; 32767 / 4096 ~ 8.0 is the saturation bound in float units
+STATE_LIMIT = 8.0
+READOUT_SKIP_FRACTION = 0.25
+
+
+@dataclass
+class NetSpec:
+    """Architecture and time constants; saved with every run (settings.json)."""
+
+    n_in: int = chip.IMU_CHANNELS
+    hidden: tuple[int, ...] = (48, 48, 48)
+    n_out: int = 6
+    tau_syn_s: float = 0.02
+    tau_mem_s: float = 0.04
+    tau_syn_out_s: float = 0.02
+    tau_mem_out_s: float = 0.08
+    dt: float = chip.DT_S
+    max_spikes: int = chip.MAX_HIDDEN_SPIKES_PER_STEP
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NetSpec":
+        d = dict(d)
+        d["hidden"] = tuple(d["hidden"])
+        return cls(**d)
+
+
+class XyloLIFTorch(TorchModule):
+    """A population of chip-faithful LIF neurons; input (B, T, N) currents -> (B, T, N) spikes.
+
+    Time constants are fixed bit-shift decays (`dash_syn`, `dash_mem`: simulation parameters);
+    the bias is trained. The threshold is not a parameter: it is set from outside per batch
+    (`threshold`), which is what ASPEN's threshold sampling varies.
+    """
+
+    def __init__(self, n: int, tau_syn_s: float, tau_mem_s: float, dt: float = chip.DT_S,
+                 max_spikes: int = chip.MAX_HIDDEN_SPIKES_PER_STEP, *args, **kwargs):
+        super().__init__(shape=(n, n), *args, **kwargs)
+        self.dash_syn = rp.SimulationParameter(chip.dash_from_tau(tau_syn_s, dt))
+        self.dash_mem = rp.SimulationParameter(chip.dash_from_tau(tau_mem_s, dt))
+        self.max_spikes = rp.SimulationParameter(max_spikes)
+        self.bias = rp.Parameter(torch.zeros(n), family="biases")
+        self.threshold: torch.Tensor | float = 1.0
+
+    def lif_params(self) -> LIFParams:
+        return LIFParams(chip.decay_factor(int(self.dash_syn)), chip.decay_factor(int(self.dash_mem)),
+                         self.bias, STATE_LIMIT, float(self.max_spikes))
+
+    def forward(self, i_in: torch.Tensor) -> torch.Tensor:
+        return lif_scan(i_in, self.lif_params(), torch.as_tensor(self.threshold, dtype=i_in.dtype))
+
+
+def _delay_one_step(x: torch.Tensor) -> torch.Tensor:
+    """Shift (B, T, N) one step later along T (the chip's per-hop latency)."""
+    return torch.nn.functional.pad(x, (0, 0, 1, 0))[:, :-1]
+
+
+class AspenSynNet(TorchModule):
+    """15 -> 48 -> 48 -> 48 -> C chip-faithful SNN; `forward` gives (B, C) logits."""
+
+    def __init__(self, spec: NetSpec | None = None, *args, **kwargs):
+        spec = spec or NetSpec()
+        super().__init__(shape=(spec.n_in, spec.n_out), *args, **kwargs)
+        self.spec = spec
+        sizes = (spec.n_in, *spec.hidden)
+        # plain attributes (not nn.ModuleList) so Rockpool registers them as submodules
+        for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            setattr(self, f"lin{k}", LinearTorch((a, b), weight_init_func=_init(a)))
+            setattr(self, f"lif{k}", XyloLIFTorch(b, spec.tau_syn_s, spec.tau_mem_s, spec.dt, spec.max_spikes))
+        self.readout = LinearTorch((spec.hidden[-1], spec.n_out), weight_init_func=_init(spec.hidden[-1]))
+        self.readout_bias = rp.Parameter(torch.zeros(spec.n_out), family="biases")
+        self.readout_dash_syn = chip.dash_from_tau(spec.tau_syn_out_s, spec.dt)
+        self.readout_dash_mem = chip.dash_from_tau(spec.tau_mem_out_s, spec.dt)
+        self.last_hidden_spikes: list[torch.Tensor] = []
+
+    @property
+    def linears(self) -> list[LinearTorch]:
+        return [getattr(self, f"lin{k}") for k in range(len(self.spec.hidden))]
+
+    @property
+    def neurons(self) -> list[XyloLIFTorch]:
+        return [getattr(self, f"lif{k}") for k in range(len(self.spec.hidden))]
+
+    def set_threshold(self, theta: float | torch.Tensor) -> None:
+        """Hidden-layer threshold for the next forward passes (scalar, or (B, 1) per sample)."""
+        for n in self.neurons:
+            n.threshold = theta
+
+    def readout_membrane(self, events: torch.Tensor) -> torch.Tensor:
+        """(B, T, 15) input event counts -> (B, T, C) readout membrane; keeps hidden spikes.
+
+        Weights are applied as plain matmuls on the modules' parameters (a functional core;
+        Rockpool's per-call wrapping would dominate the cost of these tiny layers).
+        """
+        x = events.to(torch.float32)
+        spikes = []
+        for k, (lin, neu) in enumerate(zip(self.linears, self.neurons)):
+            cur = (x if k == 0 else _delay_one_step(x)) @ lin.weight
+            x = lif_scan(cur, neu.lif_params(), torch.as_tensor(neu.threshold, dtype=cur.dtype))
+            spikes.append(x)
+        self.last_hidden_spikes = spikes
+        i_out = _delay_one_step(x) @ self.readout.weight
+        return leaky_readout(i_out, chip.decay_factor(self.readout_dash_syn), chip.decay_factor(self.readout_dash_mem),
+                             self.readout_bias)
+
+    def forward(self, events: torch.Tensor) -> torch.Tensor:
+        v = self.readout_membrane(events)
+        t0 = int(v.shape[1] * READOUT_SKIP_FRACTION)
+        return v[:, t0:].mean(1)
+
+
+def _init(fan_in: int):
+    # uniform with std ~ 1.5 / sqrt(fan_in): enough drive for threshold 1.0 from sparse events
+    bound = 1.5 * (3.0 / fan_in) ** 0.5
+    return lambda s: torch.empty(s).uniform_(-bound, bound)
