@@ -114,6 +114,30 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_power_sweep(a: argparse.Namespace) -> int:
+    from aspen_deploy.devices import parse_clock
+    from aspen_deploy.power import PowerModel
+    from aspen_deploy.power_sweep import DEFAULT_POWER_SCALES, format_power_table, power_sweep_runs
+    from aspen_deploy.sweep import parse_scales
+
+    scales = parse_scales(a.scales) if a.scales else DEFAULT_POWER_SCALES
+    clock = parse_clock(a.clock)  # an illegal clock is refused before any work
+    model = PowerModel.load(a.power_model) if a.power_model else None
+    curves = power_sweep_runs(a.run_dirs, a.device, board=a.board, scales=scales, clock=clock, windows=a.windows,
+                              power_model=model, noise_uw=a.noise_uw, progress=_progress(), log=print)
+    print(format_power_table(curves))
+    return 0
+
+
+def cmd_calibrate(a: argparse.Namespace) -> int:
+    from aspen_deploy.power_sweep import calibrate, format_fit_report
+
+    model, report = calibrate(a.measured_csv, a.out, include_modelled=a.include_modelled)
+    print(format_fit_report(model, report))
+    print(f"wrote {a.out} (use it with --power-model {a.out})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aspen", description="ASPEN spiking networks on the Xylo IMU: train, export, "
                                 "check, simulate and sweep the firing threshold.")
@@ -161,7 +185,38 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--windows", type=int, default=None,
                    help="stratified subset of the test split (default: the run's profile)")
     w.set_defaults(fn=cmd_sweep)
+
+    ps = sub.add_parser("power-sweep", help="power (measured on an HDK or modelled) and accuracy across threshold "
+                        "scales -> RUN_DIR/power_sweep.csv|png")
+    ps.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="one or more run directories (e.g. ASPEN and "
+                    "baseline: a combined plot goes to their common folder)")
+    ps.add_argument("--device", required=True, choices=["virtual", "hdk"],
+                    help="virtual: simulator + power model (modelled power); hdk: Xylo IMU HDK via samna (measured)")
+    ps.add_argument("--scales", default=None, help="A:B:STEP or S1,S2,... (default 0.6,0.8,...,2.0,2.4)")
+    ps.add_argument("--clock", default="auto",
+                    help="auto (lowest clock that keeps real time for the measured cycles, default) or a clock in "
+                         "MHz: 50, 25, 16.67, 12.5, 10, 8.33, 7.14, 6.25")
+    ps.add_argument("--board", default=None, help="with several HDKs connected: board index or serial number")
+    ps.add_argument("--power-model", default=None, metavar="FILE",
+                    help="power model from 'aspen calibrate' (default: estimates from published figures)")
+    ps.add_argument("--windows", type=int, default=None,
+                    help="stratified subset of the test split (default: the run's profile; hdk: 64)")
+    ps.add_argument("--noise-uw", type=float, default=0.0,
+                    help="virtual device only: Gaussian measurement noise per power sample (uW)")
+    ps.set_defaults(fn=cmd_power_sweep)
+
+    cal = sub.add_parser("calibrate", help="fit the power model to measured power sweeps -> MODEL.json")
+    cal.add_argument("measured_csv", metavar="MEASURED.csv", help="a power_sweep.csv measured with --device hdk")
+    cal.add_argument("--out", required=True, metavar="MODEL.json")
+    cal.add_argument("--include-modelled", action="store_true", help=argparse.SUPPRESS)  # tests only
+    cal.set_defaults(fn=cmd_calibrate)
     return p
+
+
+def _device_error() -> type:
+    from aspen_deploy.devices import DeviceError  # light: samna is imported only when a board is opened
+
+    return DeviceError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,9 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.fn(args) or 0)
     except KeyboardInterrupt:
-        print("aspen: interrupted; finished work is saved (use --resume to continue)", file=sys.stderr)
+        print("aspen: interrupted; finished work is saved (run the same command again to continue; "
+              "training commands take --resume)", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, NotImplementedError, ImportError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, NotImplementedError, ImportError, _device_error()) as e:
         from aspen_deploy.drc import DesignRuleError
 
         if isinstance(e, DesignRuleError):

@@ -9,7 +9,7 @@ import numpy as np
 
 from aspen_deploy.backends import get_backend
 from aspen_deploy.config import XyloConfig
-from aspen_deploy.quantize import quantize_synnet
+from aspen_deploy.quantize import quantize, readout_vmax
 from aspen_deploy.runs import Run, load_run
 from aspen_deploy.sweep import DEFAULT_SCALES, run_sweep, stratified_subset
 from aspen_deploy.train import PROFILES
@@ -20,8 +20,8 @@ CALIBRATION_WINDOWS = 256
 def export_config(run: Run, data: Any) -> XyloConfig:
     """Quantize, map and check a loaded run; the readout scale is calibrated on training windows."""
     calib = data.train.x[stratified_subset(data.train.y, CALIBRATION_WINDOWS, seed=1)]
-    return quantize_synnet(
-        run.net, calib_events=calib, imu_if=data.frontend.to_dict(),
+    return quantize(
+        run.net.to_chipnet(), readout_vmax=readout_vmax(run.net, calib), imu_if=data.frontend.to_dict(),
         metadata={"run": run.name, "sampler": run.settings.sampler, "model": run.settings.model,
                   "class_names": list(data.class_names), "data": run.settings.data},
     )

@@ -31,7 +31,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     # `aspen demo` in the quick profile must finish within 15 minutes on 2 CPU cores
-    "quick": Profile(epochs=6, batch_size=64, lr=4e-3, sweep_windows=600),
+    "quick": Profile(epochs=6, batch_size=64, lr=2e-3, sweep_windows=600),
     "full": Profile(epochs=30, batch_size=64, lr=3e-3, sweep_windows=None),
 }
 
@@ -43,6 +43,9 @@ class TrainSettings:
     epochs: int | None = None  # overrides the profile
     batch_size: int | None = None
     lr: float | None = None
+    # loss += activity_penalty * mean hidden spikes per neuron per step: spikes cost cycles and
+    # energy on the chip, and the penalty keeps the multi-spike neurons out of saturation
+    activity_penalty: float = float(__import__("os").environ.get("ASPEN_PEN", "0.3"))
     seed: int = 0
     model: str = "aspen_synnet"
     net: dict = field(default_factory=dict)
@@ -124,7 +127,8 @@ def train(net: Any, data: Any, settings: TrainSettings, run_dir: Path, resume: b
             xb = torch.as_tensor(x_tr[idx], dtype=torch.float32)
             yb = torch.as_tensor(y_tr[idx])
             logits = net(xb)[0]
-            loss = loss_fn(logits, yb)
+            rate = torch.stack([sp.mean() for sp in net.last_hidden_spikes]).mean()
+            loss = loss_fn(logits, yb) + s.activity_penalty * rate
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -15,7 +15,7 @@ Facts used here
 * Sensor scale: Rockpool's ``IMUData`` decodes the HDK's MC3632 samples as ``g = raw * 4 / 2**14``,
   i.e. **4096 LSB per g**. The IMUIF takes 16-bit sign-magnitude samples (``NUM_BITS = 16``;
   ``compute_AR`` refuses ``|x| > 2**15 - 1``), so ``quantize_acc`` rounds ``g * 4096`` to the
-  nearest integer and saturates at +-32767 (= +-7.9998 g, the sensor's +-8 g full scale).
+  nearest integer and saturates at +-32767 (= +-7.9998 g).
 * Channel order (``FilterBank._channel_mapping``, ``IMUIFSim`` doc): axis-major,
   ``channel = 5 * axis + band``: channels 0-4 filter x, 5-9 y, 10-14 z; the filter list has one
   entry per channel (15 registers), and ``FrontEndSettings`` repeats its 5 bands on each axis.
@@ -35,9 +35,10 @@ Performance: the integer recurrence is one numpy loop over time on (batch, 15) a
 cost is per step, almost independent of the batch: batch windows or recordings together
 (`filter_windows`, `filter_streams`). A single stream cannot be split into segments filtered
 side by side: checked on the 0.1-1 Hz filter, two runs started from different states keep
-differing by a few LSB of the AR register for tens of thousands of steps (the truncations
-and a DC gain of ~170 keep the difference alive), so the chip's output depends, by a hair,
-on all of its history.
+differing by a few LSB of the AR register for tens of thousands of steps. For a constant input
+every w in an interval of 2**15 / (2**15 + a1 + a2) values (~10,900 for that filter) is a
+fixed point of the truncating recurrence, so differences need not die out: the chip's output
+depends, by a hair, on all of its history.
 """
 
 from __future__ import annotations
@@ -112,7 +113,9 @@ class BandPassParams:
         for name in ("a1", "a2"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or not TAP_MIN <= v <= TAP_MAX:
-                raise FrontEndError(f"filter tap {name}={v!r} must be an integer in {TAP_MIN}..{TAP_MAX} (17-bit signed)")
+                raise FrontEndError(
+                    f"filter tap {name}={v!r} must be an integer in {TAP_MIN}..{TAP_MAX} (17-bit signed)"
+                )
         for name in ("B_b", "B_wf", "B_af", "a1", "a2"):
             object.__setattr__(self, name, int(getattr(self, name)))
 
@@ -179,13 +182,17 @@ class FilterBank:
     a1: np.ndarray = field(init=False, repr=False)
     a2: np.ndarray = field(init=False, repr=False)
     axis: np.ndarray = field(init=False, repr=False)
+    overflow_free: bool = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.params) != N_CHANNELS:
-            raise FrontEndError(f"a filter bank needs {N_CHANNELS} filters (5 per axis, axis-major), got {len(self.params)}")
+            raise FrontEndError(
+                f"a filter bank needs {N_CHANNELS} filters (5 per axis, axis-major), got {len(self.params)}"
+            )
         for name in ("B_b", "B_wf", "B_af", "a1", "a2"):
             object.__setattr__(self, name, np.array([getattr(p, name) for p in self.params], dtype=np.int64))
         object.__setattr__(self, "axis", np.arange(N_CHANNELS) // N_BANDS)
+        object.__setattr__(self, "overflow_free", all(_overflow_free(p) for p in self.params))
 
     @property
     def w_limit(self) -> np.ndarray:
@@ -194,6 +201,35 @@ class FilterBank:
 
 
 Y_LIMIT = (1 << (NUM_BITS + B_WORST_CASE - 1)) - 1  # |filter output| < 2**24 (B_out = 25 bits)
+
+
+def _overflow_free(p: BandPassParams) -> bool:
+    """Proof that no input within +-32767 can overflow the filter's registers (then the
+    run-time range checks are skipped).
+
+    The AR step is ``w[n] = (X[n] - a1 w[n-1] - a2 w[n-2]) / S - e[n]``, S = 2**(B_af+B_b),
+    X = x << (B_wf + B_af), truncation ``e`` in [0, 1). So w = h * (X/S - e) with h the impulse
+    response of ``1 / (1 + a1/S z^-1 + a2/S z^-2)``, and
+    ``|w| <= ||h||_1 (max|X|/S + 1)``, ``|w[n] - w[n-2]| <= ||h - z^-2 h||_1 (max|X|/S + 1)``.
+    The norms are summed over 60 time constants (the rest is < e**-60 of them), with 1 % margin.
+    """
+    from scipy.signal import lfilter
+
+    tau = _pole_time_constant(p)
+    if not math.isfinite(tau):
+        return False
+    S = 2.0 ** (p.B_af + p.B_b)
+    n = int(60 * tau) + 64
+    imp = np.zeros(n)
+    imp[0] = 1.0
+    h = lfilter([1.0], [1.0, p.a1 / S, p.a2 / S], imp)
+    g = h.copy()
+    g[2:] -= h[:-2]
+    drive = ACC_INT_MAX * 2.0 ** (p.B_wf + p.B_af) / S + 1.0
+    w_max = 1.01 * np.abs(h).sum() * drive
+    y_max = 1.01 * np.abs(g).sum() * drive / 2.0**p.B_wf + 1.0
+    w_limit = 2.0 ** (NUM_BITS + B_WORST_CASE - 1 + p.B_wf) - 1
+    return bool(w_max <= w_limit and y_max <= Y_LIMIT)
 
 
 @dataclass
@@ -218,8 +254,8 @@ def init_state(batch: int) -> FilterState:
 def quantize_acc(acc_g: np.ndarray, lsb_per_g: float = ACC_LSB_PER_G) -> np.ndarray:
     """g -> the IMUIF's integer samples: ``clip(rint(g * lsb_per_g), -32767, 32767)`` as int64.
 
-    Saturation at +-32767 (16-bit sign-magnitude; +-7.9998 g at 4096 LSB/g) is the sensor's
-    full scale; rint rounds half to even.
+    Saturates at +-32767, the IMUIF's 16-bit sign-magnitude range (+-7.9998 g at 4096 LSB/g);
+    rint rounds half to even.
     """
     a = np.asarray(acc_g, dtype=np.float64)
     if not np.all(np.isfinite(a)):
@@ -233,37 +269,42 @@ def _check_acc_int(acc_int: np.ndarray) -> np.ndarray:
         raise FrontEndError(f"integer acceleration must be (batch, T, 3), got shape {a.shape}")
     if not np.issubdtype(a.dtype, np.integer):
         raise FrontEndError(f"integer acceleration must have an integer dtype, got {a.dtype}; use quantize_acc(g)")
-    if a.size and int(np.max(np.abs(a.astype(np.int64)))) > ACC_INT_MAX:
+    if a.size and (int(a.max()) > ACC_INT_MAX or int(a.min()) < -ACC_INT_MAX):
         raise FrontEndError(f"integer acceleration exceeds +-{ACC_INT_MAX} (16-bit sign-magnitude); use quantize_acc")
     return a.astype(np.int64, copy=False)
 
 
-def _ar_run(xs: np.ndarray, w1: np.ndarray, w2: np.ndarray, bank: FilterBank, out: np.ndarray) -> None:
-    """AR part, one step per row of ``xs`` (n, B, C) = ``x << (B_wf + B_af)``, into ``out``.
+def _ar_run(xs: np.ndarray, hist: np.ndarray, bank: FilterBank) -> None:
+    """AR part over ``xs`` (n, B, C) = ``x << (B_wf + B_af)``, in place in ``hist`` (n+2, B, C).
 
+    ``hist[0]``, ``hist[1]`` hold the state ``w[-2]``, ``w[-1]``; ``hist[t+2]`` receives ``w[t]``.
     Rockpool's ``compute_AR`` step
 
         w[n] = ( (x[n] << B_wf) + ((-a1 w[n-1] - a2 w[n-2]) >> B_af) ) >> B_b
 
-    is computed as ``(-a1 w[n-1] - a2 w[n-2] + (x[n] << (B_wf + B_af))) >> (B_af + B_b)``: for
+    is computed as ``(-a2 w[n-2] - a1 w[n-1] + (x[n] << (B_wf + B_af))) >> (B_af + B_b)``: for
     integers, ``floor((floor(A / 2^p) + X) / 2^q) = floor((A + X 2^p) / 2^(p+q))``, so this is the
-    same integer with one numpy call fewer per step. |a w| < 2**51 fits int64.
-    ``w1``, ``w2`` (the state) are read, not written.
+    same integer with fewer numpy calls per step (the per-step call overhead is the cost for
+    small batches). |a w| < 2**51 fits int64.
     """
-    na1, na2, shift = -bank.a1, -bank.a2, bank.B_af + bank.B_b
-    tmp = np.empty(w1.shape, dtype=np.int64)
+    coef = np.stack([-bank.a2, -bank.a1])[:, None, :]  # multiplies hist[t : t+2] = (w[n-2], w[n-1])
+    shift = bank.B_af + bank.B_b
+    prod = np.empty((2,) + hist.shape[1:], dtype=np.int64)
+    p0, p1 = prod[0], prod[1]
+    mul, add, rshift = np.multiply, np.add, np.right_shift
     for t in range(xs.shape[0]):
-        o = out[t]
-        np.multiply(w1, na1, out=o)
-        np.multiply(w2, na2, out=tmp)
-        o += tmp
-        o += xs[t]
-        np.right_shift(o, shift, out=o)
-        w2, w1 = w1, o
+        mul(hist[t : t + 2], coef, out=prod)
+        o = hist[t + 2]
+        add(p0, p1, out=o)
+        add(o, xs[t], out=o)
+        rshift(o, shift, out=o)
 
 
 def _check_w(w: np.ndarray, bank: FilterBank) -> None:
-    peak = np.abs(w).max(axis=tuple(range(w.ndim - 1))) if w.size else np.zeros(N_CHANNELS, np.int64)
+    if not w.size:
+        return
+    axes = tuple(range(w.ndim - 1))
+    peak = np.maximum(w.max(axis=axes), -w.min(axis=axes))
     bad = np.nonzero(peak > bank.w_limit)[0]
     if bad.size:
         c = int(bad[0])
@@ -281,26 +322,31 @@ def _filter_sequential(
     B, T, _ = acc.shape
     if out is None:
         out = np.empty((B, T, N_CHANNELS), dtype=np.int32)
-    w1, w2 = state.w1.astype(np.int64, copy=True), state.w2.astype(np.int64, copy=True)
     n_blk = max(1, min(T, _BLOCK_ELEMS // max(1, B * N_CHANNELS)))
-    bwf = bank.B_wf
+    bwf, xshift = bank.B_wf, bank.B_wf + bank.B_af
+    hist = np.empty((n_blk + 2, B, N_CHANNELS), dtype=np.int64)
+    hist[0], hist[1] = state.w2, state.w1
+    ybuf = np.empty((n_blk, B, N_CHANNELS), dtype=np.int64)
     for t0 in range(0, T, n_blk):
         t1 = min(T, t0 + n_blk)
-        xs = np.ascontiguousarray((acc[:, t0:t1, bank.axis] << (bwf + bank.B_af)).transpose(1, 0, 2))
-        w = np.empty_like(xs)
-        _ar_run(xs, w1, w2, bank, w)
-        _check_w(w, bank)
-        # MA part: y[n] = (w[n] - w[n-2]) >> B_wf, with w[-1] = w1, w[-2] = w2 from the state
-        y = np.empty_like(w)
-        y[2:] = w[2:] - w[:-2]
-        y[0] = w[0] - w2
-        if w.shape[0] > 1:
-            y[1] = w[1] - w1
+        n = t1 - t0
+        # time-major block: each step one contiguous (B, C) slab; channel c reads axis c // 5
+        xs = np.ascontiguousarray(acc[:, t0:t1].transpose(1, 0, 2))[:, :, bank.axis]
+        np.left_shift(xs, xshift, out=xs)
+        w = hist[: n + 2]
+        _ar_run(xs, w, bank)
+        # MA part: y[n] = (w[n] - w[n-2]) >> B_wf
+        y = np.subtract(w[2:], w[:-2], out=ybuf[:n])
         np.right_shift(y, bwf, out=y)
-        if y.size and int(np.abs(y).max()) > Y_LIMIT:
-            raise FilterOverflowError(f"filter output exceeded {NUM_BITS + B_WORST_CASE} bits; the taps are unstable")
+        if not bank.overflow_free:  # Rockpool's range checks, needed only for unproven taps
+            _check_w(w[2:], bank)
+            if int(y.max()) > Y_LIMIT or int(y.min()) < -Y_LIMIT:
+                raise FilterOverflowError(
+                    f"filter output exceeded {NUM_BITS + B_WORST_CASE} bits; the taps are unstable"
+                )
         out[:, t0:t1] = y.transpose(1, 0, 2)
-        w1, w2 = (w[-1].copy(), w[-2].copy()) if w.shape[0] >= 2 else (w[-1].copy(), w1)
+        hist[0], hist[1] = w[n].copy(), w[n + 1].copy()
+    w2, w1 = hist[0].copy(), hist[1].copy()
     return out, FilterState(w1, w2)
 
 
@@ -333,21 +379,28 @@ class EncoderSettings:
     """The IMUIF spike encoder: ``kind`` "iaf" (``values`` = 15 thresholds) or "scale" (15 shifts)."""
 
     kind: Literal["iaf", "scale"] = "iaf"
-    values: tuple[int, ...] = (ROCKPOOL_DEFAULT_IAF_THRESHOLD,) * N_CHANNELS
+    values: tuple[int, ...] | None = None  # None: Rockpool's default (threshold 1024 / shift 5)
 
     def __post_init__(self) -> None:
         if self.kind not in ENCODER_KINDS:
             raise FrontEndError(f"encoder kind {self.kind!r} is not one of {ENCODER_KINDS}")
+        if self.values is None:
+            default = ROCKPOOL_DEFAULT_IAF_THRESHOLD if self.kind == "iaf" else ROCKPOOL_DEFAULT_SCALE_SHIFT
+            object.__setattr__(self, "values", (default,) * N_CHANNELS)
         vals = tuple(self.values) if isinstance(self.values, Iterable) else (self.values,)
         if len(vals) == 1:
             vals = vals * N_CHANNELS
         if len(vals) != N_CHANNELS:
-            raise FrontEndError(f"the {self.kind} encoder needs {N_CHANNELS} per-channel values (or one), got {len(vals)}")
+            raise FrontEndError(
+                f"the {self.kind} encoder needs {N_CHANNELS} per-channel values (or one), got {len(vals)}"
+            )
         lo, hi = (IAF_THRESHOLD_MIN, IAF_THRESHOLD_MAX) if self.kind == "iaf" else (SCALE_SHIFT_MIN, SCALE_SHIFT_MAX)
         what = "threshold" if self.kind == "iaf" else "shift"
         for c, v in enumerate(vals):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
-                raise FrontEndError(f"{self.kind} encoder {what} of channel {c} is {v!r}; it must be an integer in {lo}..{hi}")
+                raise FrontEndError(
+                    f"{self.kind} encoder {what} of channel {c} is {v!r}; it must be an integer in {lo}..{hi}"
+                )
         object.__setattr__(self, "values", tuple(int(v) for v in vals))
 
     @classmethod
@@ -419,7 +472,9 @@ def encode(
     B, T, _ = y.shape
     state = init_encoder_state(B) if state is None else state
     if state.residual.shape != (B, N_CHANNELS):
-        raise FrontEndError(f"encoder state has shape {state.residual.shape}, input batch is {B}; use init_encoder_state({B})")
+        raise FrontEndError(
+            f"encoder state has shape {state.residual.shape}, input batch is {B}; use init_encoder_state({B})"
+        )
     vals = np.asarray(encoder.values, dtype=np.int64)
     counts = np.empty((B, T, N_CHANNELS), dtype=np.uint8)
     if encoder.kind == "scale":
@@ -469,7 +524,9 @@ class FrontEndSettings:
         except (TypeError, ValueError) as e:
             raise FrontEndError(f"bands must be {N_BANDS} (low, high) Hz pairs, got {self.bands!r}") from e
         if len(bands) != N_BANDS:
-            raise FrontEndError(f"bands must be {N_BANDS} (low, high) Hz pairs (one per filter of an axis), got {len(bands)}")
+            raise FrontEndError(
+                f"bands must be {N_BANDS} (low, high) Hz pairs (one per filter of an axis), got {len(bands)}"
+            )
         object.__setattr__(self, "bands", bands)
         if not isinstance(self.encoder, EncoderSettings):
             raise FrontEndError(f"encoder must be an EncoderSettings, got {type(self.encoder).__name__}")
@@ -521,12 +578,21 @@ class FrontEndSettings:
         for key in ("bands_hz", "encoder"):
             if key not in d:
                 raise FrontEndError(f"imu_if lacks {key!r}; write it with FrontEndSettings.to_dict()")
-        bands = tuple(tuple(b) for b in d["bands_hz"])
+        try:
+            bands = tuple(tuple(b) for b in d["bands_hz"])
+            raw_filters = None if d.get("filters") is None else [dict(f) for f in d["filters"]]
+            if not isinstance(d["encoder"], Mapping):
+                raise TypeError("imu_if.encoder is not an object")
+        except (TypeError, ValueError) as e:
+            raise FrontEndError(
+                f"imu_if is malformed ({e}); bands_hz must be [low, high] pairs, filters a list of objects "
+                "with B_b, B_wf, B_af, a1, a2, encoder an object"
+            ) from e
         if any(len(b) != 2 for b in bands):
             raise FrontEndError(f"imu_if.bands_hz must be [low, high] pairs, got {d['bands_hz']!r}")
         filters = None
-        if d.get("filters") is not None:
-            filters = tuple(BandPassParams.from_dict(f) for f in d["filters"])
+        if raw_filters is not None:
+            filters = tuple(BandPassParams.from_dict(f) for f in raw_filters)
             if len(filters) == N_BANDS:
                 filters = filters * N_AXES
             try:
@@ -584,7 +650,7 @@ def filter_streams(recordings: Sequence[np.ndarray], settings: FrontEndSettings)
     for i, r in enumerate(recs):
         x[i, : len(r)] = quantize_acc(r, settings.lsb_per_g)  # zero padding after the end is harmless
     y, _ = filter_bank(x, settings.bank())
-    return [y[i, :n].copy() for i, n in enumerate(lengths)]
+    return [y[i, :n] for i, n in enumerate(lengths)]  # contiguous views of one array
 
 
 def run_streams(recordings: Sequence[np.ndarray], settings: FrontEndSettings) -> list[np.ndarray]:
@@ -613,21 +679,28 @@ def run_stream_chunk(
 
 
 # ---------------------------------------------------------------------------- windows
-def hold_state(x0_int: np.ndarray, bank: FilterBank, hold_steps: int) -> FilterState:
-    """Filter state after the device rested at sample ``x0_int`` (B, 3) for a long time.
+def hold_state(x0_int: np.ndarray, bank: FilterBank, hold_steps: int = 400) -> FilterState:
+    """Filter state of a device that has rested at sample ``x0_int`` (B, 3): no transient left.
 
-    Starts at the linear fixed point of the AR part for constant input X = x << B_wf,
-    ``w* = floor((X << B_af) / (2**(B_af+B_b) + a1 + a2))`` (the 0.1 Hz pole needs ~2,500
-    steps to get there from rest), then runs ``hold_steps`` steps of the integer filter on
-    the held sample so the state is one the integer recurrence actually reaches.
+    For constant input the AR step is ``w' = (X - (a1 + a2) w) >> S`` with
+    ``X = x << (B_wf + B_af)``, ``S = B_af + B_b``. With ``den = 2**S + a1 + a2`` (> 0 for a
+    stable filter), ``w* = floor(X / den)`` is an exact fixed point of the integer recurrence:
+    ``X - (a1 + a2) w* = 2**S w* + (X - den w*)`` and ``0 <= X - den w* < den < 2**S``. The
+    state is (w*, w*), whose output is 0. (The 0.1 Hz pole would need ~2,500 steps to get there
+    from rest; 2 s of held input is not enough.) Channels where that check fails (den <= 0,
+    only for explicit unstable registers) are settled by running ``hold_steps`` steps instead.
     """
     x0 = np.asarray(x0_int, dtype=np.int64)
+    if x0.ndim != 2 or x0.shape[1] != N_AXES:
+        raise FrontEndError(f"held samples must be (batch, 3), got shape {x0.shape}")
+    shift = bank.B_wf + bank.B_af
     den = (np.int64(1) << (bank.B_af + bank.B_b)) + bank.a1 + bank.a2
-    X = x0[:, bank.axis] << (bank.B_wf + bank.B_af)
+    X = x0[:, bank.axis] << shift
     w = np.where(den > 0, X // np.where(den > 0, den, 1), 0)
     state = FilterState(w.copy(), w.copy())
-    if hold_steps > 0:
-        held = np.broadcast_to(x0[:, None, :], (x0.shape[0], hold_steps, N_AXES))
+    nxt = (-(bank.a1 + bank.a2) * w + X) >> (bank.B_af + bank.B_b)
+    if hold_steps > 0 and not np.array_equal(nxt, w):
+        held = np.broadcast_to(x0[:, None, :], (x0.shape[0], int(hold_steps), N_AXES))
         _, state = filter_bank(held, bank, state)
     return state
 
@@ -637,8 +710,9 @@ def filter_windows_int(
 ) -> np.ndarray:
     """Windows without context (N, T, 3) int -> int32 (N, T, 15), each window on its own.
 
-    warmup: "hold" - state of a device resting at the window's first sample (`hold_state`),
-    so no start-up transient carries gravity; "rest" - zero state (a gravity step at t=0:
+    warmup: "hold" - state of a device that rested at the window's first sample
+    (`hold_state`; ``hold_steps`` only matters for filters without an exact fixed point), so
+    no start-up transient carries gravity; "rest" - zero state (a gravity step at t=0:
     not what the chip sees); "mirror" - Rockpool ``FilterBank.evolve``'s convention: from
     rest over the time-reversed window followed by the window (``IMUIFSim`` agrees bit for bit).
     """
@@ -715,24 +789,23 @@ def encoder_from_percentile(kind: str, level: np.ndarray) -> EncoderSettings:
 
 def _count_features(filtered: np.ndarray, encoders: Sequence[EncoderSettings]) -> np.ndarray:
     """Per window, mean and std over time of the counts of each channel, for each encoder:
-    (len(encoders), N, 30), without materialising the count arrays."""
+    (len(encoders), N, 30), without materialising the count arrays (same counts as `encode`)."""
     y = _check_filtered(filtered)
     N, T, C = y.shape
     feats = np.empty((len(encoders), N, 2 * C))
     for b0, b1 in _batch_blocks(N, T):
-        a = np.abs(y[b0:b1].astype(np.int64))
+        a = np.abs(y[b0:b1].astype(np.int32))  # |y| < 2**24
         cum = None
         for i, enc in enumerate(encoders):
-            vals = np.asarray(enc.values, dtype=np.int64)
             if enc.kind == "scale":
-                c = np.minimum(a >> vals, MAX_COUNT)
-                m = c.mean(axis=1)
-                var = np.maximum((c * c).mean(axis=1) - m * m, 0.0)
+                c = np.minimum(a >> np.asarray(enc.values, dtype=np.int32), MAX_COUNT)
+                m = c.sum(axis=1, dtype=np.int64) / T
+                var = np.maximum(np.einsum("btc,btc->bc", c, c, dtype=np.int64) / T - m * m, 0.0)
             else:  # IAF counts are 0/1: an event where floor(cumsum / th) steps up
                 if cum is None:
-                    cum = np.cumsum(a, axis=1)
-                n = cum // vals
-                m = (np.diff(n, axis=1, prepend=0) > 0).mean(axis=1)
+                    cum = np.cumsum(a, axis=1, dtype=np.int64)
+                n = cum // np.asarray(enc.values, dtype=np.int64)
+                m = ((n[:, 1:] != n[:, :-1]).sum(axis=1) + (n[:, 0] > 0)) / T
                 var = m * (1.0 - m)
             feats[i, b0:b1, :C] = m
             feats[i, b0:b1, C:] = np.sqrt(var)
@@ -763,7 +836,9 @@ def _holdout_split(y: np.ndarray, groups: np.ndarray | None, holdout: float) -> 
     return test
 
 
-def _ridge_score(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray, y_test: np.ndarray, lam: float = 1.0) -> float:
+def _ridge_score(
+    f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray, y_test: np.ndarray, lam: float = 1.0
+) -> float:
     """Accuracy of a one-vs-rest ridge classifier on standardized features (the cheap proxy).
 
         z = (f - mean_train) / std_train;  W = argmin |[z 1] W - Y|^2 + lam |W|^2,  Y = +-1 one-hot;
@@ -775,8 +850,10 @@ def _ridge_score(f_train: np.ndarray, y_train: np.ndarray, f_test: np.ndarray, y
     z_te = np.hstack([(f_test - mu) / sd, np.ones((len(f_test), 1))])
     classes = np.unique(y_train)
     Y = np.where(y_train[:, None] == classes[None, :], 1.0, -1.0)
-    W = np.linalg.solve(z_tr.T @ z_tr + lam * np.eye(z_tr.shape[1]), z_tr.T @ Y)
-    pred = classes[np.argmax(z_te @ W, axis=1)]
+    # einsum, not @: tiny products, and a BLAS on busy cores can take 100x longer for them
+    gram = np.einsum("ni,nj->ij", z_tr, z_tr) + lam * np.eye(z_tr.shape[1])
+    W = np.linalg.solve(gram, np.einsum("ni,nk->ik", z_tr, Y))
+    pred = classes[np.argmax(np.einsum("ni,ik->nk", z_te, W), axis=1)]
     return float(np.mean(pred == y_test))
 
 

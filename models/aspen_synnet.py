@@ -46,8 +46,10 @@ class NetSpec:
     n_out: int = 6
     tau_syn_s: float = 0.02
     tau_mem_s: float = 0.04
-    tau_syn_out_s: float = 0.02
-    tau_mem_out_s: float = 0.08
+    # short readout time constants keep the readout's DC gain small (4), so the integer readout
+    # membrane has room for fine weights before 16-bit saturation; the window mean smooths
+    tau_syn_out_s: float = 0.01
+    tau_mem_out_s: float = 0.02
     dt: float = chip.DT_S
     max_spikes: int = chip.MAX_HIDDEN_SPIKES_PER_STEP
     extra: dict = field(default_factory=dict)
@@ -60,7 +62,8 @@ class NetSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "NetSpec":
         d = dict(d)
-        d["hidden"] = tuple(d["hidden"])
+        if "hidden" in d:
+            d["hidden"] = tuple(d["hidden"])
         return cls(**d)
 
 
@@ -145,10 +148,34 @@ class AspenSynNet(TorchModule):
     def forward(self, events: torch.Tensor) -> torch.Tensor:
         v = self.readout_membrane(events)
         t0 = int(v.shape[1] * READOUT_SKIP_FRACTION)
-        return v[:, t0:].mean(1)
+        # divide by the readout's DC gain so logits stay O(1) whatever the time constants;
+        # a positive constant, so the class (argmax) on the chip is unaffected
+        return v[:, t0:].mean(1) / self.readout_gain
+
+    @property
+    def readout_gain(self) -> float:
+        a_s = chip.decay_factor(self.readout_dash_syn)
+        a_m = chip.decay_factor(self.readout_dash_mem)
+        return a_s / (1.0 - a_s) / (1.0 - a_m)
+
+
+    def to_chipnet(self) -> "ChipNet":
+        """The float network in the chip's terms (`aspen_deploy.ir.ChipNet`), ready to quantize."""
+        from aspen_deploy.ir import INPUT, READOUT, ChipNet, Edge, Population
+
+        def w(lin: LinearTorch):
+            return lin.weight.detach().cpu().numpy().astype("float64")
+
+        pops = [Population(f"hidden{k}", n.size_out, int(n.dash_syn), int(n.dash_mem), 1.0,
+                           n.bias.detach().cpu().numpy().astype("float64")) for k, n in enumerate(self.neurons)]
+        edges = [Edge(INPUT if k == 0 else k - 1, k, w(lin)) for k, lin in enumerate(self.linears)]
+        edges.append(Edge(len(pops) - 1, READOUT, w(self.readout)))
+        readout = Population("readout", self.spec.n_out, self.readout_dash_syn, self.readout_dash_mem, 1.0,
+                             self.readout_bias.detach().cpu().numpy().astype("float64"))
+        return ChipNet(self.spec.n_in, pops, edges, readout, dt=self.spec.dt, name="aspen_synnet")
 
 
 def _init(fan_in: int):
-    # uniform with std ~ 1.5 / sqrt(fan_in): enough drive for threshold 1.0 from sparse events
-    bound = 1.5 * (3.0 / fan_in) ** 0.5
+    # uniform with std 1 / sqrt(fan_in)
+    bound = (3.0 / fan_in) ** 0.5
     return lambda s: torch.empty(s).uniform_(-bound, bound)

@@ -11,8 +11,8 @@ with ``clip`` at +-``state_limit`` (the chip's 16-bit saturation expressed in fl
 32767 / integer threshold) and ``alpha = 1 - 2**-dash`` the bit-shift decay of the chip.
 Hidden neurons allow up to 31 spikes per step, readout neurons do not spike.
 
-`lif_step` is the reference (plain autograd); `lif_scan` runs the whole sequence in a
-TorchScript forward scan with an explicit backward scan (`LIFScanFunction`), which removes
+`lif_step` is the reference (plain autograd); `lif_scan` runs the whole sequence as one
+compiled (numba) forward scan with an explicit backward scan (`LIFScanFunction`), which removes
 autograd's per-step bookkeeping and is what training uses. Both give identical outputs and
 gradients (tests/test_models.py).
 
@@ -27,7 +27,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
+from numba import njit
 
 SURROGATE_BETA = 10.0
 
@@ -93,105 +95,136 @@ def lif_reference(i_in: torch.Tensor, p: LIFParams, theta: torch.Tensor) -> torc
     return torch.stack(out, 1)
 
 
-@torch.jit.script
-def _scan_forward(i_in: torch.Tensor, bias: torch.Tensor, theta: torch.Tensor, alpha_syn: float,
-                  alpha_mem: float, lim: float, max_spikes: float):
-    b, t_len, n = i_in.shape
-    a = i_in.new_zeros(b, n)
-    v = i_in.new_zeros(b, n)
-    spikes = torch.empty_like(i_in)
-    u_all = torch.empty_like(i_in)
-    p_all = torch.empty_like(i_in)
-    q_all = torch.empty_like(i_in)
-    for t in range(t_len):
-        p = a + i_in[:, t]
-        a = alpha_syn * torch.clamp(p, -lim, lim)
-        q = alpha_mem * v + a + bias
-        u = torch.clamp(q, -lim, lim)
-        s = torch.clamp(torch.floor(u / theta), 0.0, max_spikes)
-        v = u - s * theta
-        spikes[:, t] = s
-        u_all[:, t] = u
-        p_all[:, t] = p
-        q_all[:, t] = q
-    return spikes, u_all, p_all, q_all
+@njit(cache=True)  # no fastmath: floor(u / theta) must divide exactly as the reference does
+def _scan_forward(i_in, bias, theta, alpha_syn, alpha_mem, lim, max_spikes):  # pragma: no cover - compiled
+    """Forward scan over (B, T, N); also returns u and the two saturation masks (bit 0: a, bit 1: u)."""
+    b_n, t_n, n_n = i_in.shape
+    spikes = np.empty_like(i_in)
+    u_all = np.empty_like(i_in)
+    flags = np.empty((b_n, t_n, n_n), dtype=np.uint8)
+    a = np.zeros(n_n, dtype=i_in.dtype)
+    v = np.zeros(n_n, dtype=i_in.dtype)
+    for b in range(b_n):
+        th = theta[b]
+        a[:] = 0.0
+        v[:] = 0.0
+        for t in range(t_n):
+            for n in range(n_n):
+                p = a[n] + i_in[b, t, n]
+                f1 = (p <= lim) & (p >= -lim)
+                a[n] = alpha_syn * min(max(p, -lim), lim)
+                q = alpha_mem * v[n] + a[n] + bias[n]
+                f2 = (q <= lim) & (q >= -lim)
+                u = min(max(q, -lim), lim)
+                sp = min(max(np.floor(u / th), 0.0), max_spikes)
+                v[n] = u - sp * th
+                spikes[b, t, n] = sp
+                u_all[b, t, n] = u
+                flags[b, t, n] = f1 + 2 * f2
+    return spikes, u_all, flags
 
 
-@torch.jit.script
-def _scan_backward(grad_s: torch.Tensor, u_all: torch.Tensor, p_all: torch.Tensor, q_all: torch.Tensor,
-                   theta: torch.Tensor, alpha_syn: float, alpha_mem: float, lim: float, max_spikes: float,
-                   beta: float):
-    b, t_len, n = grad_s.shape
-    # surrogate for all steps at once (no recurrence involved)
-    x = u_all / theta
-    g = torch.where(x < 1.0, 1.0 / (1.0 + beta * (x - 1.0).abs()) ** 2, (x < max_spikes + 1.0).to(u_all.dtype))
-    gn_du = grad_s * g / theta
-    mask_u = (q_all.abs() < lim).to(u_all.dtype)
-    mask_a = (p_all.abs() < lim).to(u_all.dtype)
-    grad_i = torch.empty_like(grad_s)
-    gv = grad_s.new_zeros(b, n)
-    ga = grad_s.new_zeros(b, n)
-    gbias = grad_s.new_zeros(b, n)
-    for k in range(t_len):
-        t = t_len - 1 - k
-        gq = (gv + gn_du[:, t]) * mask_u[:, t]
-        gp = (gq + ga) * alpha_syn * mask_a[:, t]
-        grad_i[:, t] = gp
-        ga = gp
-        gv = gq * alpha_mem
-        gbias = gbias + gq
-    return grad_i, gbias.sum(0)
+@njit(cache=True, fastmath=True)
+def _scan_backward(gn_du, flags, alpha_syn, alpha_mem):  # pragma: no cover - compiled
+    """Reverse scan: gq = (gv + dL/du_t) m_u; gp = (gq + ga) alpha_syn m_a; dL/dI_t = gp."""
+    b_n, t_n, n_n = gn_du.shape
+    grad_i = np.empty_like(gn_du)
+    gbias = np.zeros(n_n, dtype=gn_du.dtype)
+    gv = np.zeros(n_n, dtype=gn_du.dtype)
+    ga = np.zeros(n_n, dtype=gn_du.dtype)
+    for b in range(b_n):
+        gv[:] = 0.0
+        ga[:] = 0.0
+        for k in range(t_n):
+            t = t_n - 1 - k
+            for n in range(n_n):
+                f = flags[b, t, n]
+                gq = (gv[n] + gn_du[b, t, n]) * (f >> 1)
+                gp = (gq + ga[n]) * alpha_syn * (f & 1)
+                grad_i[b, t, n] = gp
+                ga[n] = gp
+                gv[n] = gq * alpha_mem
+                gbias[n] += gq
+    return grad_i, gbias
 
 
 class LIFScanFunction(torch.autograd.Function):
-    """Whole-sequence LIF with an explicit backward scan (equations in the module docstring)."""
+    """Whole-sequence LIF with an explicit backward scan (equations in the module docstring).
+
+    Both scans are compiled with numba: the per-step work is a few flops per neuron, so
+    autograd's and the interpreter's per-step overhead was the whole cost
+    (`scripts/bench_train.py` measures it against Rockpool's LIFTorch).
+    """
 
     @staticmethod
     def forward(ctx, i_in, bias, theta, alpha_syn, alpha_mem, lim, max_spikes):  # type: ignore[override]
-        spikes, u_all, p_all, q_all = _scan_forward(i_in, bias, theta, alpha_syn, alpha_mem, lim, max_spikes)
-        ctx.save_for_backward(u_all, p_all, q_all, theta)
-        ctx.consts = (alpha_syn, alpha_mem, lim, max_spikes)
-        return spikes
+        x = i_in.detach().contiguous().numpy()
+        f32 = np.float32
+        th = np.ascontiguousarray(theta.detach().numpy().reshape(-1), dtype=np.float32)
+        spikes, u_all, flags = _scan_forward(x, np.ascontiguousarray(bias.detach().numpy(), dtype=np.float32), th,
+                                             f32(alpha_syn), f32(alpha_mem), f32(lim), f32(max_spikes))
+        u_t = torch.from_numpy(u_all)
+        ctx.save_for_backward(u_t, torch.from_numpy(flags), torch.from_numpy(th).view(-1, 1, 1))
+        ctx.consts = (alpha_syn, alpha_mem, max_spikes)
+        return torch.from_numpy(spikes)
 
     @staticmethod
     def backward(ctx, grad_s):  # type: ignore[override]
-        u_all, p_all, q_all, theta = ctx.saved_tensors
-        alpha_syn, alpha_mem, lim, max_spikes = ctx.consts
-        grad_i, gbias = _scan_backward(grad_s.contiguous(), u_all, p_all, q_all, theta, alpha_syn, alpha_mem, lim,
-                                       max_spikes, SURROGATE_BETA)
-        return grad_i, gbias, None, None, None, None, None
+        u_all, flags, theta = ctx.saved_tensors
+        alpha_syn, alpha_mem, max_spikes = ctx.consts
+        gn_du = (grad_s * surrogate_grad(u_all, theta, max_spikes)).contiguous().numpy()
+        grad_i, gbias = _scan_backward(gn_du, flags.numpy(), np.float32(alpha_syn), np.float32(alpha_mem))
+        return torch.from_numpy(grad_i), torch.from_numpy(gbias), None, None, None, None, None
 
 
 def lif_scan(i_in: torch.Tensor, p: LIFParams, theta: torch.Tensor) -> torch.Tensor:
     """Spikes (B, T, N) for input currents (B, T, N) from rest: the fused forward/backward scan.
 
-    ``theta`` broadcasts against (B, N): a scalar tensor, (B, 1) per sample, or (1, N).
+    ``theta`` is one threshold for the batch (scalar tensor) or one per sample ((B,) or (B, 1)).
     """
-    theta = torch.as_tensor(theta, dtype=i_in.dtype)
-    while theta.dim() < 2:
-        theta = theta.unsqueeze(0)
-    return LIFScanFunction.apply(i_in, p.bias, theta, float(p.alpha_syn), float(p.alpha_mem),
-                                 float(p.state_limit), float(p.max_spikes))
+    b = i_in.shape[0]
+    theta = torch.as_tensor(theta, dtype=torch.float32).reshape(-1)
+    if theta.numel() == 1:
+        theta = theta.expand(b)
+    if theta.numel() != b:
+        raise ValueError(f"theta must be a scalar or one value per sample ({b}), got {theta.numel()} values")
+    return LIFScanFunction.apply(i_in.to(torch.float32), p.bias.to(torch.float32), theta, float(p.alpha_syn),
+                                 float(p.alpha_mem), float(p.state_limit), float(p.max_spikes))
+
+
+@njit(cache=True)
+def _iir(x, c, d, reverse):  # pragma: no cover - compiled
+    """y_t = c y_{t-1} + d x_t over axis 1 of (B, T, N) (reverse: from the last step back)."""
+    b_n, t_n, n_n = x.shape
+    y = np.empty_like(x)
+    for b in range(b_n):
+        acc = np.zeros(n_n, dtype=x.dtype)
+        for k in range(t_n):
+            t = t_n - 1 - k if reverse else k
+            for n in range(n_n):
+                acc[n] = c * acc[n] + d * x[b, t, n]
+                y[b, t, n] = acc[n]
+    return y
+
+
+class _FirstOrderFilter(torch.autograd.Function):
+    """y_t = c y_{t-1} + d x_t; its adjoint is the same filter run backwards in time."""
+
+    @staticmethod
+    def forward(ctx, x, c, d):  # type: ignore[override]
+        ctx.cd = (c, d)
+        return torch.from_numpy(_iir(x.detach().contiguous().numpy(), np.float32(c), np.float32(d), False))
+
+    @staticmethod
+    def backward(ctx, gy):  # type: ignore[override]
+        c, d = ctx.cd
+        return torch.from_numpy(_iir(gy.contiguous().numpy(), np.float32(c), np.float32(d), True)), None, None
 
 
 def leaky_readout(i_in: torch.Tensor, alpha_syn: float, alpha_mem: float, bias: torch.Tensor) -> torch.Tensor:
     """Non-spiking readout membrane (B, T, C): a_t = alpha_syn (a_{t-1} + I_t); v_t = alpha_mem v_{t-1} + a_t + b.
 
-    Linear in its input, so it is computed as a causal filter: two first-order recursions,
-    each a cumulative sum of geometrically weighted inputs, done step-free with conv1d.
+    Two first-order recursions (no saturation: the export scales the readout to stay clear of it).
     """
-    t_len = i_in.shape[1]
-    k = torch.arange(t_len, dtype=i_in.dtype, device=i_in.device)
-    # impulse response of the cascade: h[k] = sum_{j=0..k} alpha_syn^(j+1) alpha_mem^(k-j)
-    if abs(alpha_syn - alpha_mem) < 1e-12:
-        h = (k + 1) * alpha_syn ** (k + 1)
-    else:
-        h = alpha_syn * (alpha_syn ** (k + 1) - alpha_mem ** (k + 1)) / (alpha_syn - alpha_mem)
-    # response to the constant bias: sum_{k<=t} alpha_mem^k
-    hb = torch.cumsum(alpha_mem ** k, 0)
-    x = i_in.transpose(1, 2)  # (B, C, T)
-    b_, c_, _ = x.shape
-    y = torch.nn.functional.conv1d(
-        torch.nn.functional.pad(x.reshape(b_ * c_, 1, t_len), (t_len - 1, 0)), h.flip(0).view(1, 1, -1)
-    ).view(b_, c_, t_len)
-    return y.transpose(1, 2) + hb.view(1, -1, 1) * bias
+    a = _FirstOrderFilter.apply(i_in.to(torch.float32), float(alpha_syn), float(alpha_syn))
+    return _FirstOrderFilter.apply(a + bias, float(alpha_mem), 1.0)
