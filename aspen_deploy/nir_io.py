@@ -213,8 +213,10 @@ def _param(node: Any, key: str, n: int, default: float | None = None) -> np.ndar
     v = getattr(node, key, None)
     if v is None:
         v = default
-    a = _arr(v)
-    return np.broadcast_to(a, (n,)).astype(np.float64) if a.size in (1, n) else a
+    a = _arr(v).reshape(-1)
+    if a.size not in (1, n):
+        raise NirFormatError(f"NIR node parameter '{key}' has {a.size} values for {n} neurons")
+    return np.broadcast_to(a, (n,)).astype(np.float64)
 
 
 def _dash(name: str, node: Any, key: str, tau: np.ndarray, dt: float, time_scale: float,
@@ -471,7 +473,7 @@ def graph_to_chipnet(graph: Any, *, graph_dt: float | None = None, approximate: 
     # --- assemble the ChipNet ------------------------------------------------------------------
     hidden = [k for k in sizes if k not in readout_nodes]
     order = _chip_order(hidden, {k: [d for (s, d) in contrib if s == k and d in hidden] for k in hidden},
-                        {k for (s, d) in contrib if s == inp for k in [d] if k in hidden}, nodes)
+                        {d for (s, d) in contrib if s == inp and d in hidden}, nodes)
     idx = {k: i for i, k in enumerate(order)}
     pops: list[Population] = []
     norm: dict[str, np.ndarray] = {}

@@ -37,7 +37,8 @@ import importlib
 import os
 import sys
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +62,7 @@ def _ensure_xylo_package() -> None:
     devices.xylo = pkg  # type: ignore[attr-defined]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def import_xylo_imu() -> types.ModuleType:
     """The ``rockpool.devices.xylo.syns63300`` module (Xylo IMU), imported without samna (cached)."""
     _ensure_xylo_package()
@@ -184,7 +185,7 @@ def _spec_kwargs(cfg: XyloConfig, aliases: list[list[int]]) -> dict[str, Any]:
 
 
 # ---- Rockpool's cycles model, for cross-checking aspen_deploy.backends.cycles ------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def rockpool_cycles_module() -> types.ModuleType:
     """Rockpool's ``syns63300/power_cycles_model.py`` loaded with a stand-in for samna.
 

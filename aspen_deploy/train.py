@@ -31,7 +31,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     # `aspen demo` in the quick profile must finish within 15 minutes on 2 CPU cores
-    "quick": Profile(epochs=6, batch_size=64, lr=2e-3, sweep_windows=600),
+    "quick": Profile(epochs=12, batch_size=64, lr=2e-3, sweep_windows=600),
     "full": Profile(epochs=30, batch_size=64, lr=3e-3, sweep_windows=None),
 }
 
@@ -45,7 +45,7 @@ class TrainSettings:
     lr: float | None = None
     # loss += activity_penalty * mean hidden spikes per neuron per step: spikes cost cycles and
     # energy on the chip, and the penalty keeps the multi-spike neurons out of saturation
-    activity_penalty: float = float(__import__("os").environ.get("ASPEN_PEN", "0.3"))
+    activity_penalty: float = 1.0
     seed: int = 0
     model: str = "aspen_synnet"
     net: dict = field(default_factory=dict)

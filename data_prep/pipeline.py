@@ -88,6 +88,8 @@ def prepare_events(source: str, frontend: dict | None = None, seed: int = 0,
         data = _from_recordings(recs, class_names, test_subjects, spec, fe_given, seed, log)
     if use_cache:
         _save_cache(cache, data)
+        if fe_given is None:  # the same events, asked for later with the chosen front end
+            _save_cache(_cache_dir() / f"events-{_cache_key(spec, data.frontend)}.npz", data)
     return data
 
 

@@ -435,3 +435,27 @@ def evaluate_logits(net: Any, x: np.ndarray, threshold: float = 1.0, batch: int 
             spikes += float(sum(s.sum() for s in net.last_hidden_spikes))
     net.set_threshold(1.0)
     return np.concatenate(outs), spikes / max(len(x), 1)
+
+
+def conversion_report(net: Any, chipnet: ChipNet, x: np.ndarray, y: np.ndarray,
+                      threshold: float = 1.0) -> dict[str, Any]:
+    """Float accuracy of ``net`` and of its conversion ``chipnet`` (as a `ChipNetModel`) on the same windows.
+
+    What an approximate conversion costs before quantization: ``accuracy_change`` = converted -
+    original, and how often the two predict the same class.
+    """
+    conv = ChipNetModel.from_chipnet(chipnet)
+    conv.eval()
+    was_training = getattr(net, "training", False)
+    net.eval()
+    a_logits, a_spikes = evaluate_logits(net, x, threshold)
+    b_logits, b_spikes = evaluate_logits(conv, x, threshold)
+    if was_training:
+        net.train()
+    y = np.asarray(y)
+    acc_a = float((a_logits.argmax(-1) == y).mean())
+    acc_b = float((b_logits.argmax(-1) == y).mean())
+    return {"model_accuracy": acc_a, "converted_accuracy": acc_b, "accuracy_change": acc_b - acc_a,
+            "prediction_agreement": float((a_logits.argmax(-1) == b_logits.argmax(-1)).mean()),
+            "model_hidden_spikes_per_window": a_spikes, "converted_hidden_spikes_per_window": b_spikes,
+            "windows": int(len(y))}

@@ -50,7 +50,7 @@ class MPSLSpec(LayeredSpec):
     tau_w_s: float = 0.5  # decay time constant of W2
     hebb_beta: float = -0.2  # beta_h: below it, coincident activity depresses
     eta_sbp: float = 0.1  # self-backpropagation rate
-    lambda_init: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    lambda_init: tuple[float, float, float] = (1.0, 0.1, 0.1)  # l2, l3 small: a strong Hebbian start saturates isyn
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "MPSLSpec":

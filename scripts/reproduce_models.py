@@ -97,7 +97,7 @@ def evaluate_row(row: str, out: Path, data: Any, windows: int, backend: str) -> 
     except DesignRuleError as e:
         res["refused"] = [v.message() for v in e.violations]
         if model != "stc_lif":
-            res["status"] = "refused: " + "; ".join(res["refused"])
+            res["status"] = "refused: " + "; ".join(_short(v) for v in e.violations)
             return res
         from models.stc_lif import approximation_report
 
@@ -136,6 +136,13 @@ def evaluate_row(row: str, out: Path, data: Any, windows: int, backend: str) -> 
     return res
 
 
+def _short(v: Any) -> str:
+    """A violation in a few words for the table (the full line is in results.json)."""
+    if v.rule == "unsupported":
+        return v.needed.split(":")[0].split(" (")[0]
+    return f"{v.rule} {str(v.needed).split()[0]} > {v.limit}"
+
+
 def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     from aspen_deploy.report import markdown_table
 
@@ -151,8 +158,9 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         rows.append([r["row"], r["sampler"], float_acc, "-" if chip_acc is None else chip_acc,
                      "-" if spikes is None else f"{spikes:,.0f}" + ("" if chip_acc is not None else " (float)"),
                      r["status"]])
-    head = (f"HAPT, streaming front end, test subjects; {args.epochs or 6} epochs (quick profile); float accuracy "
-            f"on all test windows at threshold 1.0, Xylo software model (`{args.backend}`) on "
+    head = (f"Data `{args.data}` (streaming front end, test subjects); {args.epochs or 6} epochs (quick profile); "
+            f"float accuracy "
+            f"on all test windows at threshold 1.0; Xylo software model (`{args.backend}`) on "
             f"{results[0].get('chip_windows', args.windows)} stratified test windows at threshold scale 1.0.\n\n")
     return head + markdown_table(["model", "training sampler", "float accuracy", "Xylo accuracy",
                                   "hidden spikes / window", "conversion"], rows) + "\n"

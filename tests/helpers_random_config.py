@@ -34,13 +34,19 @@ def _thresholds(rng: np.random.Generator, n: int, typical: int) -> np.ndarray:
         np.where(
             kind == 1,
             rng.integers(1, 4, size=n),
-            np.where(kind == 2, rng.integers(chip.THRESHOLD_MIN, 1, size=n), rng.integers(8000, chip.THRESHOLD_MAX + 1, size=n)),
+            np.where(
+                kind == 2,
+                rng.integers(chip.THRESHOLD_MIN, 1, size=n),
+                rng.integers(8000, chip.THRESHOLD_MAX + 1, size=n),
+            ),
         ),
     )
     return thr.astype(np.int64)
 
 
-def _neurons(rng: np.random.Generator, n: int, typical_thr: int, regime: str, with_alias: bool, n_hidden: int) -> NeuronParams:
+def _neurons(
+    rng: np.random.Generator, n: int, typical_thr: int, regime: str, with_alias: bool, n_hidden: int
+) -> NeuronParams:
     bias_scale = {"gentle": 50, "busy": 500, "extreme": chip.BIAS_MAX}[regime]
     bias = rng.integers(-bias_scale, bias_scale + 1, size=n) * (rng.random(n) < 0.5)
     aliases: list[int | None] | None = None

@@ -10,6 +10,16 @@ import pytest
 
 from aspen_deploy.cli import main
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run_cli(args, cwd=None):
+    import os
+
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "aspen_deploy.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300, env=env)
+
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
@@ -82,8 +92,7 @@ def test_export_check_simulate_sweep(trained_run, tmp_path, capsys):
 
 
 def _check_one_line_error(args, tmp_path, must_contain):
-    r = subprocess.run([sys.executable, "-m", "aspen_deploy.cli", *args], capture_output=True, text=True,
-                       cwd=tmp_path, timeout=120)
+    r = _run_cli(args, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert "Traceback" not in r.stderr
@@ -114,8 +123,7 @@ def test_check_lists_every_violation(tmp_path, trained_run):
     cfg["hidden"]["weight_bit_shift"] = 9
     path = tmp_path / "broken.json"
     path.write_text(json.dumps(cfg))
-    r = subprocess.run([sys.executable, "-m", "aspen_deploy.cli", "check", str(path)], capture_output=True, text=True,
-                       timeout=120)
+    r = _run_cli(["check", str(path)])
     assert r.returncode == 2
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 2

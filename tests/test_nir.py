@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from aspen_deploy.backends import get_backend
 from aspen_deploy import chip
+from aspen_deploy.backends import get_backend
 from aspen_deploy.drc import DesignRuleError, check
 from aspen_deploy.ir import INPUT, READOUT
-from aspen_deploy.nir_io import (NirFormatError, chipnet_to_graph, export_nir, graph_to_chipnet, import_nir,
-                                 import_notes, read_graph, write_graph)
+from aspen_deploy.nir_io import (NirFormatError, export_nir, graph_to_chipnet, import_nir, import_notes, read_graph,
+                                 write_graph)
 from aspen_deploy.quantize import quantize, readout_vmax
 from aspen_deploy.runs import load_run
 from models.chipnet_model import ChipNetModel, evaluate_logits
@@ -343,3 +343,44 @@ def test_snntorch_export_imports_and_simulates(tmp_path, data):
     be.load(cfg)
     r = be.run(data.test.x[:6])
     assert r.hidden_spike_counts.sum() > 0 and r.prediction.shape == (6,)
+
+
+def test_recurrent_snntorch_layer_imports_with_approximate(tmp_path):
+    snn = pytest.importorskip("snntorch", reason="dev dependency: pip install snntorch==1.0.0 nirtorch==2.6")
+    pytest.importorskip("nirtorch")
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(1)
+    rsyn = snn.RSynaptic(alpha=torch.full((20,), 0.75), beta=torch.full((20,), 0.875), threshold=torch.ones(20),
+                         linear_features=20, init_hidden=True)
+    out = snn.Synaptic(alpha=torch.full((6,), 0.75), beta=torch.full((6,), 0.875), threshold=torch.ones(6),
+                       init_hidden=True, output=True)
+    net = torch.nn.Sequential(torch.nn.Linear(15, 20, bias=False), rsyn, torch.nn.Linear(20, 6, bias=False), out)
+    path = write_graph(export_to_nir(net, torch.zeros(1, 15), ignore_dims=[0]), tmp_path / "rsyn.nir")
+    with pytest.raises(DesignRuleError, match="Affine bias"):  # its recurrent nn.Linear has a bias
+        graph_to_chipnet(read_graph(path), graph_dt=1e-4)
+    imp = graph_to_chipnet(read_graph(path), graph_dt=1e-4, approximate=True)
+    rec = [e for e in imp.chipnet.edges if e.src == e.dst]
+    assert len(rec) == 1
+    np.testing.assert_allclose(rec[0].weight, net[1].recurrent.weight.detach().numpy().T / 0.75, rtol=1e-6)
+    cfg = quantize(imp.chipnet)
+    assert check(cfg) == [] and np.count_nonzero(cfg.hidden_weights) > 0
+
+
+def test_nested_graphs_are_inlined():
+    rng = np.random.default_rng(4)
+    w_rec = rng.normal(size=(8, 8)) * 0.2
+    inner = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([8])), "lif": cuba_lif(8),
+                                "rec": nir.Linear(weight=w_rec), "output": nir.Output(output_type=np.array([8]))},
+                         edges=[("input", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "output")])
+    w1, w2 = rng.normal(size=(8, 15)), rng.normal(size=(3, 8))
+    outer = nir.NIRGraph(nodes={"input": nir.Input(input_type=np.array([15])), "fc1": nir.Linear(weight=w1),
+                                "block": inner, "fc2": nir.Linear(weight=w2), "li": cuba_li(3),
+                                "output": nir.Output(output_type=np.array([3]))},
+                         edges=[("input", "fc1"), ("fc1", "block"), ("block", "fc2"), ("fc2", "li"),
+                                ("li", "output")], type_check=False)
+    cn = graph_to_chipnet(outer).chipnet
+    assert [p.name for p in cn.populations] == ["block.lif"]
+    edges = {(e.src, e.dst): e.weight for e in cn.edges}
+    assert set(edges) == {(INPUT, 0), (0, 0), (0, READOUT)}
+    np.testing.assert_allclose(edges[(0, 0)], w_rec.T / 0.75)

@@ -6,6 +6,7 @@ Tiny networks on a slice of the synthetic data (short windows) keep this file fa
 from __future__ import annotations
 
 import copy
+
 import numpy as np
 import pytest
 import torch

@@ -53,7 +53,7 @@ class CycleShape:
     alias_rate: float
 
     @classmethod
-    def of(cls, cfg: XyloConfig) -> "CycleShape":
+    def of(cls, cfg: XyloConfig) -> CycleShape:
         w_in = np.asarray(cfg.input_weights)
         w_out = np.asarray(cfg.readout_weights)
         w_rec = np.asarray(cfg.hidden_weights)
@@ -70,7 +70,9 @@ class CycleShape:
         )
 
 
-def cycles_from_activity(cfg: XyloConfig | CycleShape, input_active: np.ndarray, hidden_active: np.ndarray) -> np.ndarray:
+def cycles_from_activity(
+    cfg: XyloConfig | CycleShape, input_active: np.ndarray, hidden_active: np.ndarray
+) -> np.ndarray:
     """Cycles per step from the number of active input channels and spiking hidden neurons.
 
     ``input_active``, ``hidden_active``: integer arrays of one shape (e.g. (N, T)); returns
@@ -83,9 +85,7 @@ def cycles_from_activity(cfg: XyloConfig | CycleShape, input_active: np.ndarray,
     input_cycles = s.n_in * (p_in * s.n_ien_used * INPUT_LOOP_CYCLES + 1)
     hidden_isyn = s.n_hid * (s.fanout_avg * HIDDEN_UPDATE_CYCLES * p_h + 3)
     output_isyn = p_h * (1 + s.n_out * OUTPUT_ISYN_UPDATE_CYCLES) * s.n_oen_used  # Rockpool's order
-    var_hidden = (
-        np.maximum(p_h, a * a) * 2 + np.maximum(p_h * a, a * a) * 3 + p_h * 1 + np.maximum(p_h, a) * a * 1
-    )
+    var_hidden = np.maximum(p_h, a * a) * 2 + np.maximum(p_h * a, a * a) * 3 + p_h * 1 + np.maximum(p_h, a) * a * 1
     hidden_spk = s.n_hid * (FIXED_HIDDEN_NEURON_CYCLES + var_hidden)
     output_spk = s.n_out * FIXED_OUTPUT_NEURON_SPK_CYCLES
     return input_cycles + hidden_isyn + output_isyn + hidden_spk + output_spk

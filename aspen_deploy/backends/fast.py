@@ -18,8 +18,9 @@ Each step t, in this order:
    enabled ``dv = sat(dv + bias)``; ``vmem = sat(vmem + dv)``.
 4. Spikes, hidden neurons in ascending index order: starting from the count ``n`` that alias
    sources have already given this neuron in this step, ``while vmem >= thr and n < 31:
-   n += 1; vmem = wrap(vmem - thr)`` (thr > 0: ``k = min(vmem // thr, 31 - n)`` at once; a
-   threshold <= 0 spikes up to the cap). A neuron with an alias target then adds its total
+   n += 1; vmem = wrap(vmem - thr)`` (thr > 0: ``k = min(vmem // thr, 31 - n)`` at once;
+   thr = 0 gives 31 spikes whenever vmem >= 0; thr < 0 adds |thr| per spike until vmem wraps
+   below thr, e.g. 2 spikes from vmem 0 at thr = -20000). A neuron with an alias target then adds its total
    ``n`` to the target's count, capped at 31; a target with a lower index has already spiked,
    one with a higher index starts from that count. The recorded hidden spikes, and what is
    delivered at t+1, are these counts.
@@ -49,12 +50,16 @@ windows in parallel with ``prange``), per window and step:
   alias (their order matters): rare in trained networks;
 * a branch-free scan builds the spike list for t+1.
 
-What this costs and where it went (see the report of the task that built it): numba's
-``min``/``max`` and integer reductions keep LLVM from vectorizing, so the passes use
-``a if c else b`` selects and no reductions; ``error_model="numpy"`` drops division checks.
-Measured: about 0.09 s single-threaded for the demo batch while xylosim takes 6-9 s, i.e.
-~80-100x on one core and more with the second core free; the remaining time is split
-between the neuron pass (~40 %), the spike-list scan (~20 %) and delivery (~15 %).
+Lessons that shaped the code: numba's integer reductions inside a loop keep LLVM from
+vectorizing it (so the neuron pass has none), the zero-division checks of numba's default
+error model do too (``error_model="numpy"``), and so does a long list of separate arrays
+(runtime alias checks): state and parameters are rows of two 2-D arrays. Float32 min/max
+compile to vminps/vmaxps.
+
+Measured on the shared 2-core machine (other jobs running; best of 3): the demo batch takes
+0.09-0.18 s on one thread, against 6-15 s for `XyloSimBackend` (Rockpool ``evolve`` with
+``record=True``): 70-100x on one core; the second core adds up to ~1.8x when it is free.
+The neuron pass is ~45 % of the time, the spike-list scan ~20 %, delivery ~15 %.
 """
 
 from __future__ import annotations
@@ -69,7 +74,6 @@ from aspen_deploy.backends.cycles import CycleShape, cycles_from_activity
 from aspen_deploy.config import XyloConfig
 
 try:  # numba is a core dependency; the message says what to do if it is missing
-    import numba
     from numba import njit, prange
 except ImportError as e:  # pragma: no cover - exercised only without numba
     raise ImportError("the fast backend needs numba: pip install numba (or use backend 'xylosim')") from e
@@ -132,12 +136,18 @@ class FastConfigError(ValueError):
 def _check_range(name: str, v: np.ndarray, lo: int, hi: int) -> None:
     v = np.asarray(v)
     if v.size and (v.min() < lo or v.max() > hi):
-        raise FastConfigError(f"{name} must lie in {lo}..{hi}, found {v.min()}..{v.max()}; run `aspen check` on the config")
+        raise FastConfigError(
+            f"{name} must lie in {lo}..{hi}, found {v.min()}..{v.max()}; run `aspen check` on the config"
+        )
 
 
 def prepare(cfg: XyloConfig) -> FastParams:
     """Effective integer arrays for the kernel; raises `FastConfigError` for out-of-register values."""
-    for name, w in (("input.weights", cfg.input_weights), ("hidden.weights", cfg.hidden_weights), ("readout.weights", cfg.readout_weights)):
+    for name, w in (
+        ("input.weights", cfg.input_weights),
+        ("hidden.weights", cfg.hidden_weights),
+        ("readout.weights", cfg.readout_weights),
+    ):
         _check_range(name, w, chip.WEIGHT_MIN, chip.WEIGHT_MAX)
     for name, s in (("input", cfg.input_shift), ("hidden", cfg.hidden_shift), ("readout", cfg.readout_shift)):
         _check_range(f"{name}.weight_bit_shift", np.array([s]), chip.WEIGHT_SHIFT_MIN, chip.WEIGHT_SHIFT_MAX)
@@ -188,10 +198,21 @@ def prepare(cfg: XyloConfig) -> FastParams:
         in_hi=in_hi,
         rec_lo=rec_lo,
         rec_hi=rec_hi,
-        P=_param_rows(np.abs(w_in).max(axis=0, initial=0), np.abs(w_rec).max(axis=0, initial=0), thr, dash_mem, dash_syn, bias if cfg.bias_enable else 0 * bias, alias),
+        P=_param_rows(
+            np.abs(w_in).max(axis=0, initial=0),
+            np.abs(w_rec).max(axis=0, initial=0),
+            thr,
+            dash_mem,
+            dash_syn,
+            bias if cfg.bias_enable else 0 * bias,
+            alias,
+        ),
         PO=_param_rows(
-            np.zeros(0, np.int32), np.abs(w_out).max(axis=0, initial=0), i32(cfg.readout.threshold),
-            i32(cfg.readout.v_mem_decay), i32(cfg.readout.i_syn_decay),
+            np.zeros(0, np.int32),
+            np.abs(w_out).max(axis=0, initial=0),
+            i32(cfg.readout.threshold),
+            i32(cfg.readout.v_mem_decay),
+            i32(cfg.readout.i_syn_decay),
             i32(cfg.readout.v_mem_bias) if cfg.bias_enable else np.zeros(cfg.n_outputs, np.int32),
             np.full(cfg.n_outputs, -1, np.int32),
         ),
@@ -208,10 +229,10 @@ def _param_rows(
     bias, 0 when disabled; ``P_THR``: threshold, 1 where thr <= 0 (those neurons are special);
     ``P_RCP``: float32(1 / thr). For 0 <= v < 2**15 the product v * rcp is within
     2**15 * 2**-23 < 0.01 of v / thr, so its floor is floor(v / thr) or one off, and the two
-    exact integer comparisons in `_neuron_pass` correct it. ``P_M_IN``/``P_M_REC``: largest |effective weight| reaching each
-    neuron from the inputs (``m_in`` covers the first len(m_in) neurons) and from hidden
-    neurons (for the saturation bound); ``P_SPECIAL``: 1 for neurons always computed exactly
-    (thr <= 0, alias source or target).
+    exact integer comparisons in `_neuron_pass` correct it. ``P_M_IN``/``P_M_REC``: largest
+    |effective weight| reaching each neuron from the inputs (``m_in`` covers the first
+    len(m_in) neurons) and from hidden neurons (for the saturation bound); ``P_SPECIAL``: 1
+    for neurons always computed exactly (thr <= 0, alias source or target).
     """
     n = len(thr)
     P = np.zeros((8, n), np.float32)
@@ -239,32 +260,31 @@ def _row_ranges(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---- the compiled core ------------------------------------------------------------------------
-# error_model="numpy" drops numba's zero-division checks and the (a if c else b) selects
-# replace min/max (which numba compiles with NaN branches): both are what lets LLVM vectorize
-# the per-neuron pass over 8 float32 lanes.
+# error_model="numpy" drops numba's zero-division checks, which is what lets LLVM vectorize
+# the per-neuron pass over 8 float32 lanes; float32 min/max become vminps/vmaxps.
 _JIT = dict(cache=True, error_model="numpy")
 F32 = np.float32
 
 
-@njit(inline="always", **_JIT)
+@njit(**_JIT)
 def _sat(v):
     v = v if v < 32767 else 32767
     return v if v > -32768 else -32768
 
 
-@njit(inline="always", **_JIT)
+@njit(**_JIT)
 def _wrap(v):
     return ((v + 32768) & 0xFFFF) - 32768
 
 
-@njit(inline="always", **_JIT)
+@njit(**_JIT)
 def _decay(v, dash):
     """Chip decay step (integers): v >> dash, but 1 when that is 0 and v > 0."""
     dv = v >> dash
     return dv + ((dv == 0) & (v > 0))
 
 
-@njit(inline="always", **_JIT)
+@njit(**_JIT)
 def _membrane(v, isyn, dash_mem, bias, has_bias):
     dv = _wrap(-_decay(v, dash_mem))
     dv = _sat(dv + isyn)
@@ -273,7 +293,7 @@ def _membrane(v, isyn, dash_mem, bias, has_bias):
     return _sat(v + dv)
 
 
-@njit(inline="always", **_JIT)
+@njit(**_JIT)
 def _spike(v, thr, n, n_max):
     """Fire from count ``n`` up to ``n_max`` (integers); returns (new count, new vmem)."""
     if thr > 0:
@@ -287,23 +307,22 @@ def _spike(v, thr, n, n_max):
     return n, v
 
 
-@njit(inline="always", **_JIT)
+@njit(**_JIT)
 def _sat_f(v):
-    v = v if v < F32(32767) else F32(32767)
-    return v if v > F32(-32768) else F32(-32768)
-
-
-@njit(inline="always", **_JIT)
-def _decay_f(v, inv):
-    """`_decay` on integer-valued float32: floor(v * 2**-dash) is exactly v >> dash; the
-    max with min(v, 1) turns a 0 into 1 for v >= 1 and changes nothing for v <= 0."""
-    dv = np.floor(v * inv)
-    m = v if v < F32(1) else F32(1)
-    return dv if dv > m else m
+    return max(min(v, F32(32767)), F32(-32768))
 
 
 @njit(**_JIT)
-def _hidden_exact(j, isyn, vmem, in_idx, in_cnt, n_in_act, w_in, pre_idx, pre_cnt, n_pre_act, w_rec, thr, dm, ds, bias, has_bias, n0):
+def _decay_f(v, inv):
+    """`_decay` on integer-valued float32: floor(v * 2**-dash) is exactly v >> dash; the
+    max with min(v, 1) turns a 0 into 1 for v >= 1 and changes nothing for v <= 0."""
+    return max(np.floor(v * inv), min(v, F32(1)))
+
+
+@njit(**_JIT)
+def _hidden_exact(
+    j, isyn, vmem, in_idx, in_cnt, n_in_act, w_in, pre_idx, pre_cnt, n_pre_act, w_rec, thr, dm, ds, bias, has_bias, n0
+):
     """Steps 1-4 for one hidden neuron in integers, event by event in chip order -> (isyn, vmem, spikes)."""
     s = isyn
     if j < w_in.shape[1]:
@@ -321,7 +340,7 @@ def _hidden_exact(j, isyn, vmem, in_idx, in_cnt, n_in_act, w_in, pre_idx, pre_cn
     return s, v, n
 
 
-@njit(inline="always", **_JIT)
+@njit(**_JIT)
 def _axpy(acc, k, w):
     """acc += k * w over two equal-length slices (this loop form is the one LLVM vectorizes)."""
     for j in range(acc.shape[0]):
@@ -480,12 +499,12 @@ def _neuron_pass(S, P, ro, rw, s_in, s_rec, n_max):
         d = _sat_f(d + s)
         d = _sat_f(d + P[P_BIAS, j])  # bias is 0 when disabled, and sat(d + 0) == d
         v = _sat_f(v0 + d)
-        vp = v if v > F32(0) else F32(0)
+        vp = max(v, F32(0))
         thr = P[P_THR, j]
         k = np.floor(vp * P[P_RCP, j])  # floor(vp / thr) or one off (see _param_rows); vdivps is slow
         k = k - F32(k * thr > vp)
         k = k + F32((k + F32(1)) * thr <= vp)
-        k = k if k < n_max else n_max
+        k = min(k, n_max)
         v = v - k * thr
         ok = (abs(s0) + s_in * P[P_M_IN, j] + s_rec * P[P_M_REC, j] <= F32(32767)) & (P[P_SPECIAL, j] == F32(0))
         S[ISYN + rw, j] = s
