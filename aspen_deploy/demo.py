@@ -55,7 +55,7 @@ def run_demo(profile: str = "quick", out: Path = Path("demo_out"), backend: str 
     from aspen_deploy.runs import load_run
     from aspen_deploy.sweep import plot_sweeps, stratified_subset
     from aspen_deploy.train import PROFILES
-    from data_prep.pipeline import prepare_events
+    from data_prep.pipeline import describe_frontend, prepare_events
 
     t_start = time.time()
     out.mkdir(parents=True, exist_ok=True)
@@ -96,7 +96,7 @@ def run_demo(profile: str = "quick", out: Path = Path("demo_out"), backend: str 
         import json
 
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        summary["models"][name] = {"sampler": DEMO_RUNS[name], **metrics, "threshold_scale_1": ref, "sweep": rows}
+        summary["models"][name] = {**metrics, "sampler": DEMO_RUNS[name], "threshold_scale_1": ref, "sweep": rows}
 
     plot_sweeps(curves, out / "sweep.png")
     summary["seconds"] = {"total": time.time() - t_start, "training": t_train}
@@ -108,7 +108,7 @@ def run_demo(profile: str = "quick", out: Path = Path("demo_out"), backend: str 
           m["threshold_scale_1"]["chip_accuracy"], m["threshold_scale_1"]["chip_hidden_spikes_per_window"]]
          for n, m in summary["models"].items()])
     md = (f"# aspen demo, {profile} profile\n\nData: HAPT accelerometer, UCI test subjects, streaming front end "
-          f"({data.frontend.describe()}).\n\n{head}\n\n## Threshold sweep ({backend} backend, {len(idx)} test windows)\n\n"
+          f"({describe_frontend(data.frontend)}).\n\n{head}\n\n## Threshold sweep ({backend} backend, {len(idx)} test windows)\n\n"
           f"{format_sweep_table(curves)}\n\nTotal time {summary['seconds']['total'] / 60:.1f} min.\n")
     atomic_write_text(out / "summary.md", md)
     log("\n" + md)

@@ -23,13 +23,13 @@ def format_sweep_table(curves: dict[str, list[dict[str, Any]]]) -> str:
     for name, rows in curves.items():
         for r in rows:
             by_scale.setdefault(round(float(r["threshold_scale"]), 4), {})[name] = r
-    header = ["threshold scale"] + [f"{n}: accuracy / hidden spikes per window / min clock MHz" for n in names]
+    header = ["threshold scale"] + [f"{n}: accuracy / hidden spikes per window / clock needed (MHz)" for n in names]
     body = []
     for s in sorted(by_scale):
         cells: list[Any] = [f"{s:g}"]
         for n in names:
             r = by_scale[s].get(n)
             cells.append("" if r is None else f"{float(r['accuracy']):.3f} / {float(r['hidden_spikes_per_window']):,.0f}"
-                         f" / {float(r['min_clock_mhz']):.2f}")
+                         f" / {float(r['required_clock_mhz']):.2f}")
         body.append(cells)
     return markdown_table(header, body)

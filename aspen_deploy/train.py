@@ -132,11 +132,11 @@ def train(net: Any, data: Any, settings: TrainSettings, run_dir: Path, resume: b
             opt.zero_grad()
             loss.backward()
             opt.step()
-            tot_loss += float(loss) * len(idx)
+            tot_loss += loss.item() * len(idx)
             tot_correct += int((logits.argmax(-1) == yb).sum())
             if bar:
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.3f}", thr=f"{theta:.2f}")
+                bar.set_postfix(loss=f"{loss.item():.3f}", thr=f"{theta:.2f}")
         if bar:
             bar.close()
         sched.step()

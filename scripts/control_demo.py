@@ -31,7 +31,7 @@ def demo_trace(p_nom: float, p_min: float, duration_s: float) -> BudgetTrace:
     """Six equal segments: high, mid, low, infeasible, mid, high (module docstring)."""
     levels = [1.25 * p_nom, p_nom, (p_nom + p_min) / 2, 0.6 * p_min, p_nom, 1.25 * p_nom]
     seg = duration_s / len(levels)
-    return BudgetTrace(tuple(round(i * seg, 3) for i in range(len(levels))), tuple(round(b, 1) for b in levels))
+    return BudgetTrace(tuple(float(round(i * seg)) for i in range(len(levels))), tuple(round(b, 1) for b in levels))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,21 +84,24 @@ def test_budget_steps_down_and_up_with_hysteresis():
 
 def test_feedback_gain_corrects_a_prior_that_underestimates_power():
     ctx = make_context(table(), LIMITS)
-    budgets = np.full(60, 1550.0)
+    budgets = np.full(60, 1600.0)
     dec, power, st = simulate(ctx, budgets, plant(ctx, 1.4))  # the activity part is 40 % higher than the sweep
-    # the first period trusts the prior (1.2 predicted 1400 < 1550) and is over budget; the gain fixes it
-    assert dec[0].scale == 1.2 and power[0] > 1550
+    # the first period trusts the prior (1.2 predicted 1400 < 1600) and is over budget; the gain fixes it
+    assert dec[0].scale == 1.2 and power[0] > 1600
     assert abs(st.gain - 1.4) < 1e-6
-    assert all(power[1:] <= 1550)
-    # and it is not over-conservative: the point chosen is the most accurate that truly fits
-    truly_fits = [p for p in ctx.points if predict_uw(p, 6.25, 1.4, K) <= 1550 * (1 - dec[-1].headroom)]
+    assert all(power[1:] <= 1600)
+    # and it is not over-conservative: once the error has settled it runs the most accurate point that
+    # truly fits (inside the up-move band)
+    band = 1 - dec[-1].headroom - ctx.settings.up_headroom
+    truly_fits = [p for p in ctx.points if predict_uw(p, 6.25, 1.4, K) <= 1600 * band]
+    assert [p.scale for p in truly_fits] == [1.5, 2.0, 3.0]
     assert dec[-1].scale == max(truly_fits, key=lambda p: p.accuracy).scale
 
 
 def test_noisy_power_readings_do_not_make_it_chatter_or_break_the_budget():
     ctx = make_context(table(), LIMITS)
     rng = np.random.default_rng(0)
-    budgets = np.full(400, 1330.0)  # between points 1.5 (1250) and 1.2 (1400)
+    budgets = np.full(400, 1450.0)  # point 1.5 (1250) fits with room for the noise; 1.2 (1400) does not
     dec, power, st = simulate(ctx, budgets, plant(ctx, 1.0, noise=0.03, rng=rng))
     assert_legal(dec)
     writes = sum(d.write for d in dec)
@@ -167,6 +170,16 @@ def test_clock_rises_when_a_period_needed_more_and_never_sits_below_the_requirem
     assert d.predicted_uw == pytest.approx(1400 + K * (100 / 14 - 6.25))
     st, d = step(st, Measurement(d.predicted_uw, required_mhz=60.0), 1700.0)  # beyond the top clock
     assert d.scale != 1.2 and d.clock_mhz >= ctx.points[[p.scale for p in ctx.points].index(d.scale)].required_mhz
+
+
+def test_when_no_setting_keeps_real_time_it_runs_the_top_clock_and_warns_once():
+    ctx = make_context(table()[:1], LIMITS)
+    st, d = step(init_state(ctx), None, 1700.0)
+    st, d = step(st, Measurement(d.predicted_uw, required_mhz=60.0), 1700.0)
+    assert d.clock_mhz == max(chip.CLOCKS_MHZ) and "no setting keeps real time" in d.warning
+    assert "below the lowest power" in d.warning  # 50 MHz costs more than the budget as well
+    st, d = step(st, Measurement(d.predicted_uw, required_mhz=60.0), 1700.0)
+    assert d.clock_mhz == max(chip.CLOCKS_MHZ) and d.warning is None and "top clock" in d.reason
 
 
 def test_out_of_range_requests_are_refused():
@@ -241,7 +254,7 @@ def test_no_write_ever_leaves_the_legal_register_range():
         st, d = step(st, meas, budget)
         LIMITS.check(d.scale, d.clock_mhz)
         i = [q.scale for q in ctx.points].index(d.scale)
-        assert d.clock_mhz + 1e-9 >= st.required_mhz[i]
+        assert d.clock_mhz + 1e-9 >= st.required_mhz[i] or d.clock_mhz == max(chip.CLOCKS_MHZ)
         if d.write:
             writer.apply(p, d.scale, d.clock_mhz)
         kind = rng.integers(6)
@@ -317,7 +330,7 @@ def test_period_inputs_prepend_the_warm_up_with_zeros_at_the_start():
 
 @pytest.fixture(scope="module")
 def tiny_stream():
-    return synthetic_test_stream(seed=3, n_subjects=2, seconds_per_activity=5.0)
+    return synthetic_test_stream(seed=3, n_subjects=2, seconds_per_activity=12.0)
 
 
 def test_front_end_chunks_do_not_change_the_events(tiny_stream):
@@ -333,18 +346,19 @@ def test_front_end_chunks_do_not_change_the_events(tiny_stream):
 
 # ---- end to end --------------------------------------------------------------------------------------
 def tiny_config(seed: int = 0) -> XyloConfig:
-    """15 -> 16 -> 3, feed-forward, thresholds where a scale of 0.7 .. 3 changes the activity a lot."""
+    """15 -> 64 -> 3, feed-forward chain, thresholds where a scale of 0.7 .. 3 moves the modelled power
+    by about a quarter (1160 -> 860 uW on the tiny stream)."""
     from data_prep.frontend import EncoderSettings, FrontEndSettings
 
     rng = np.random.default_rng(seed)
-    n_in, n_hid, n_out = 15, 16, 3
+    n_in, n_hid, n_out = 15, 64, 3
 
     def neurons(n, thr):
         return NeuronParams(threshold=rng.integers(thr // 2, thr * 2, n), v_mem_decay=np.full(n, 3),
                             i_syn_decay=np.full(n, 2), v_mem_bias=np.zeros(n, np.int64), alias_target=None)
 
-    hidden = neurons(n_hid, 60)
-    w_rec = np.triu(rng.integers(-10, 30, (n_hid, n_hid)) * (rng.random((n_hid, n_hid)) < 0.3), 1)
+    hidden = neurons(n_hid, 400)
+    w_rec = np.triu(rng.integers(-10, 30, (n_hid, n_hid)) * (rng.random((n_hid, n_hid)) < 0.4), 1)
     cfg = XyloConfig(input_weights=rng.integers(0, 60, (n_in, n_hid)), input_shift=0, hidden_weights=w_rec,
                      hidden_shift=0, hidden=hidden, readout_weights=rng.integers(-40, 60, (n_hid, n_out)),
                      readout_shift=0, readout=neurons(n_out, 300), bias_enable=False)
@@ -372,6 +386,16 @@ def tiny_run(tmp_path_factory, tiny_stream):
     x = np.stack([ev[(p + 1) * 200 - 512:(p + 1) * 200] for p in idx])
     with open_device("virtual") as dev:
         sweep_power(cfg, dev, x, truth[idx], "tiny", run, scales=(0.7, 1.0, 1.5, 2.0, 3.0), plot=False)
+    # a random net classifies nothing: give the prior an ASPEN-like accuracy curve to trade against
+    path = run / "power_sweep.csv"
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["accuracy"] = {"0.7": 0.6, "1.0": 0.8, "1.5": 0.75, "2.0": 0.7, "3.0": 0.5}[r["threshold_scale"]]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
     return run
 
 
@@ -412,8 +436,9 @@ def test_run_control_end_to_end_on_the_virtual_device(tiny_run, tiny_stream, tmp
         lim.check(float(r["threshold_scale"]), float(r["clock_mhz"]))
     # the controller lowers power when the budget falls: mean power in the low segment is below the high one
     p = np.array([float(r["power_uw"]) for r in rows])
-    b = np.array([float(r["budget_uw"]) for r in rows])
-    assert p[b == lo].mean() < p[:20].mean()
+    scale = np.array([float(r["threshold_scale"]) for r in rows])
+    assert scale[25:40].mean() > scale[5:20].mean() and p[25:40].mean() < p[5:20].mean()
+    assert (np.array([float(r["budget_uw"]) for r in rows])[20:40] == round(lo, 1)).all()
     assert (out / "control.png").stat().st_size > 10_000
     assert json.loads((out / "control_summary.json").read_text())["policies"]["controller"]["writes"] >= 1
 
@@ -427,7 +452,7 @@ def test_run_control_falls_back_when_the_power_readings_stop(tiny_run, tiny_stre
     actions = [r["action"] for r in rows]
     i = actions.index("fallback")
     assert 16 <= i <= 18
-    lowest = min(s["prior"], key=lambda p: p["power_uw"])["threshold_scale"]
+    lowest = min(s["prior"], key=lambda p: p["power_uw"])["scale"]
     assert float(rows[i]["threshold_scale"]) == lowest
     assert "no power measurement" in rows[i]["reason"]
     assert actions[-1] != "fallback"
@@ -460,7 +485,14 @@ def test_warm_up_keeps_chunked_readout_close_to_one_continuous_run(tiny_run, tin
     be = FastBackend()
     be.load(cfg)
     whole = be.run(ev[None, :n * 200]).readout_vmem[0]
-    chunked = be.run(period_inputs(ev, np.arange(n))).readout_vmem[:, 80:].reshape(-1, 3)
-    same = np.mean(window_predictions(whole, n) == window_predictions(chunked, n))
-    assert same >= 0.95
-    assert np.mean(whole == chunked) > 0.9
+
+    def chunked(warmup):
+        return be.run(period_inputs(ev, np.arange(n), 200, warmup)).readout_vmem[:, warmup:].reshape(-1, 3)
+
+    def rel_diff(v):
+        return np.abs(v - whole).mean() / np.abs(whole).mean()
+
+    with_warmup, cold = chunked(80), chunked(0)
+    assert rel_diff(with_warmup) < 0.01  # measured 0.0015 (spike phases differ, membranes barely)
+    assert rel_diff(cold) > 10 * rel_diff(with_warmup)  # each period from rest: 0.078
+    assert np.mean(window_predictions(whole, n) == window_predictions(with_warmup, n)) >= 0.95

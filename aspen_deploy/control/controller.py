@@ -16,15 +16,18 @@ is measured, and clock changes move the static part along the model's slope ``k`
 After a period measured at point ``c`` and clock ``f`` with power ``m`` (valid, see below):
 
     g_obs = (m - S_c - k (f - f_c)) / (P_c - S_c)
-    g    <- g + a (g_obs - g),   a = alpha_up if g_obs > g else alpha_down   (clipped to gain_limits)
-    e     = clip((m - pred_c(f)) / pred_c(f), -e_max, e_max)   relative error of the prediction used
+    r     = (m - pred_c(f)) / pred_c(f)                      relative error of the prediction used
+    g    <- g + a (g_obs - g),  a = alpha_up if r > max(jump_min, jump_sigmas sigma) else alpha
+                                                             (g clipped to gain_limits)
+    e     = clip(r, -e_max, e_max)
     v    <- v + beta (e^2 - v),  sigma = sqrt(v)
 
-``alpha_up`` near 1 makes a rise in activity count at once (protects the budget), ``alpha_down``
-makes the controller buy accuracy back slowly. ``sigma`` is the period-to-period jitter the
-headroom must cover; the clip ``e_max`` keeps the rare large steps (the wearer starts walking:
-the activity part of the power can double), which the gain absorbs within one period, from
-inflating the headroom for the minutes after.
+A reading well above the prediction is a jump in activity (the wearer starts walking: the
+activity part of the power can double within a second); ``alpha_up`` near 1 adopts it at once to
+protect the budget. Anything smaller is treated as jitter and averaged (``alpha``), so that one
+noisy reading does not move the setting; downward changes are bought back at the same pace.
+``sigma`` is the period-to-period jitter the headroom covers; the clip ``e_max`` keeps the rare
+large steps, which the gain absorbs, from inflating the headroom for the minutes after.
 
 **Choice.** With headroom ``h = min(headroom + z sigma, max_headroom)`` a point fits when
 ``pred_i(f_i*) <= B (1 - h)``, where ``f_i*`` is the lowest legal chip clock at or above the
@@ -162,7 +165,9 @@ class ControllerSettings:
     min_write_interval_periods: int = 1
     accuracy_hysteresis: float = 0.003
     alpha_up: float = 1.0
-    alpha_down: float = 0.25
+    alpha: float = 0.3
+    jump_sigmas: float = 3.0
+    jump_min: float = 0.05
     beta: float = 0.1
     error_clip: float = 0.1
     gain_limits: tuple[float, float] = (0.2, 5.0)
@@ -178,7 +183,8 @@ class ControllerSettings:
                   ("min_up_interval_periods", self.min_up_interval_periods >= 1),
                   ("min_write_interval_periods", self.min_write_interval_periods >= 1),
                   ("accuracy_hysteresis", self.accuracy_hysteresis >= 0), ("alpha_up", 0 < self.alpha_up <= 1),
-                  ("alpha_down", 0 < self.alpha_down <= 1), ("beta", 0 < self.beta <= 1),
+                  ("alpha", 0 < self.alpha <= 1), ("jump_sigmas", self.jump_sigmas >= 0),
+                  ("jump_min", self.jump_min >= 0), ("beta", 0 < self.beta <= 1),
                   ("error_clip", self.error_clip > 0),
                   ("gain_limits", 0 < self.gain_limits[0] <= 1 <= self.gain_limits[1]),
                   ("max_bad_periods", self.max_bad_periods >= 1), ("recover_periods", self.recover_periods >= 1),
@@ -222,6 +228,7 @@ class ControllerState:
     good_streak: int = 0
     fallback: bool = False
     warned_budget: float | None = None
+    behind_warned: bool = False
     writes: int = 0
 
 
@@ -312,7 +319,32 @@ def check_measurement(m: Measurement | None, predicted_uw: float, plausible_rati
 
 
 def _clocks(state: ControllerState) -> list[float | None]:
+    """Per point, the lowest legal clock at or above its learned required clock (None: none is)."""
     return [lowest_clock(r, state.ctx.limits.clocks) for r in state.required_mhz]
+
+
+def learn(st: ControllerState, m: Measurement | None) -> tuple[ControllerState, str | None]:
+    """The feedback half of `step`: check the last period's reading and, when it is valid, update the
+    gain, the jitter estimate and the point's required clock (module docstring). Returns the new
+    state and why the reading was rejected (None: used)."""
+    s, k = st.ctx.settings, st.ctx.settings.uw_per_mhz
+    assert st.point is not None and st.clock_mhz is not None
+    cur = st.ctx.points[st.point]
+    pred_cur = predict_uw(cur, st.clock_mhz, st.gain, k)
+    why_bad = check_measurement(m, pred_cur, s.plausible_ratio)
+    if why_bad is not None:
+        return replace(st, bad_streak=st.bad_streak + 1, good_streak=0), why_bad
+    assert m is not None and m.power_uw is not None
+    power = float(m.power_uw)
+    r = (power - pred_cur) / pred_cur
+    a = s.alpha_up if r > max(s.jump_min, s.jump_sigmas * math.sqrt(st.var)) else s.alpha
+    gain = float(np.clip(st.gain + a * (observed_gain(cur, st.clock_mhz, power, k) - st.gain), *s.gain_limits))
+    e = float(np.clip(r, -s.error_clip, s.error_clip))
+    req = list(st.required_mhz)
+    if m.required_mhz is not None and math.isfinite(m.required_mhz):
+        req[st.point] = max(req[st.point], float(m.required_mhz))  # real time is a hard limit: keep the worst
+    return replace(st, gain=gain, var=st.var + s.beta * (e * e - st.var), required_mhz=tuple(req), bad_streak=0,
+                   good_streak=st.good_streak + 1), None
 
 
 def step(state: ControllerState, measurement: Measurement | None, budget_uw: float) -> tuple[ControllerState, Decision]:
@@ -332,27 +364,21 @@ def step(state: ControllerState, measurement: Measurement | None, budget_uw: flo
 
     # 1. feedback from the last period
     if st.point is not None:
-        cur = pts[st.point]
-        pred_cur = predict_uw(cur, st.clock_mhz, st.gain, k)
-        why_bad = check_measurement(measurement, pred_cur, s.plausible_ratio)
-        measured = None if measurement is None else measurement.power_uw
+        st, why_bad = learn(st, measurement)
         ok = why_bad is None
-        if ok:
-            assert measurement is not None and measurement.power_uw is not None
-            g_obs = observed_gain(cur, st.clock_mhz, float(measurement.power_uw), k)
-            a = s.alpha_up if g_obs > st.gain else s.alpha_down
-            gain = float(np.clip(st.gain + a * (g_obs - st.gain), *s.gain_limits))
-            e = float(np.clip((float(measurement.power_uw) - pred_cur) / pred_cur, -s.error_clip, s.error_clip))
-            var = st.var + s.beta * (e * e - st.var)
-            req = list(st.required_mhz)
-            if measurement.required_mhz is not None and math.isfinite(measurement.required_mhz):
-                req[st.point] = max(req[st.point], float(measurement.required_mhz))
-            st = replace(st, gain=gain, var=var, required_mhz=tuple(req), bad_streak=0, good_streak=st.good_streak + 1)
-        else:
-            st = replace(st, bad_streak=st.bad_streak + 1, good_streak=0)
+        v = None if measurement is None else measurement.power_uw
+        measured = float(v) if isinstance(v, (int, float)) else None
 
     clocks = _clocks(st)
     usable = [i for i, f in enumerate(clocks) if f is not None and ctx.limits.legal(pts[i].scale, f)]
+    behind = None
+    if not usable:  # every point has needed more than the top clock: the least demanding one, at the top clock
+        top = max(ctx.limits.clocks)
+        i = min(range(len(pts)), key=lambda j: st.required_mhz[j])
+        clocks[i] = top
+        usable = [i]
+        behind = (f"no setting keeps real time (the least demanding, scale {pts[i].scale:g}, has needed "
+                  f"{st.required_mhz[i]:.3g} MHz): running it at the top clock {top:.4g} MHz")
     pred = {i: predict_uw(pts[i], clocks[i], st.gain, k) for i in usable}  # type: ignore[arg-type]
     lowest = min(usable, key=lambda i: (pred[i], -pts[i].accuracy))
     h = min(s.headroom + s.headroom_sigmas * math.sqrt(st.var), s.max_headroom)
@@ -398,7 +424,7 @@ def step(state: ControllerState, measurement: Measurement | None, budget_uw: flo
             reason = f"{why_bad}: keep the setting and learn nothing ({st.bad_streak}/{s.max_bad_periods} before fallback)"
             if not cur_ok and (cur not in pred or since_write >= s.min_write_interval_periods):
                 target, action = best, "down"
-                reason = (f"{why_bad}; budget {budget_uw:.0f} uW: predicted {pred[cur]:.0f} uW is over "
+                reason = (f"{why_bad}; budget {budget_uw:.0f} uW: predicted {pred.get(cur, math.inf):.0f} uW is over "
                           f"{cap:.0f} uW, move to the best point that fits")
         elif not cur_ok:
             if since_write >= s.min_write_interval_periods or cur not in pred:
@@ -434,6 +460,11 @@ def step(state: ControllerState, measurement: Measurement | None, budget_uw: flo
                 action = "up" if raises else "down"
                 reason = (f"scale {pts[best].scale:g} predicted {pred[best]:.0f} uW fits {cap:.0f} uW and gains "
                           f"{gain_acc:+.3f} accuracy")
+    if behind:
+        reason += "; " + behind
+        if not st.behind_warned:
+            warning = f"{warning}; {behind}" if warning else behind
+    st = replace(st, behind_warned=behind is not None)
     if infeasible:
         reason += f"; infeasible budget: lowest-power point predicted {pred[lowest]:.0f} uW > {budget_uw:.0f} uW"
 
@@ -448,7 +479,7 @@ def step(state: ControllerState, measurement: Measurement | None, budget_uw: flo
     write = st.point != target or st.clock_mhz is None or abs(f_target - st.clock_mhz) > 1e-9
     decision = Decision(period=st.period, scale=p.scale, clock_mhz=f_target, write=write, action=action, reason=reason,
                         budget_uw=float(budget_uw), predicted_uw=float(pred[target]), gain=st.gain, headroom=h,
-                        measured_uw=None if measured is None else float(measured) if isinstance(measured, (int, float)) else None,
+                        measured_uw=measured,
                         measurement_ok=ok, infeasible=infeasible, warning=warning)
     new = replace(st, period=st.period + 1, point=target, clock_mhz=f_target, up_streak=up_streak,
                   last_write=st.period if write else st.last_write, writes=st.writes + int(write))
@@ -495,4 +526,4 @@ def points_from_rows(rows: Iterable[Mapping[str, Any]], static_uw: Mapping[float
 
 __all__ = ["ControlError", "Controller", "ControllerContext", "ControllerSettings", "ControllerState", "Decision",
            "Measurement", "OperatingPoint", "RegisterLimits", "RegisterRangeError", "check_measurement",
-           "init_state", "lowest_clock", "make_context", "observed_gain", "points_from_rows", "predict_uw", "step"]
+           "init_state", "learn", "lowest_clock", "make_context", "observed_gain", "points_from_rows", "predict_uw", "step"]

@@ -486,7 +486,7 @@ def run_control(run_dir: str | Path, device: Any = "virtual", budget_uw: float |
         log(f"warning: {w}")
 
     summary = {
-        "run": run_dir.name, "device": dev.name, "power_source": dev.power_source, "power_model": model.label,
+        "run": run_dir.name, "out_dir": str(out), "device": dev.name, "power_source": dev.power_source, "power_model": model.label,
         "stream": stream.source, "duration_s": n * period_s, "periods": n, "period_s": period_s,
         "readout_window_steps": 512, "readout_hop_steps": period_steps, "warmup_steps": warmup_steps,
         "budget_trace": [{"time_s": t, "budget_uw": b} for t, b in zip(trace.times_s, trace.budgets_uw)],
