@@ -32,7 +32,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     # `aspen demo` in the quick profile must finish within 15 minutes on 2 CPU cores
     "quick": Profile(epochs=12, batch_size=64, lr=2e-3, sweep_windows=600),
-    "full": Profile(epochs=30, batch_size=64, lr=3e-3, sweep_windows=None),
+    "full": Profile(epochs=24, batch_size=64, lr=2e-3, sweep_windows=None),
 }
 
 
