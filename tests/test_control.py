@@ -6,18 +6,16 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import replace
-
 import numpy as np
 import pytest
 
 from aspen_deploy import chip
 from aspen_deploy.config import NeuronParams, XyloConfig
-from aspen_deploy.control import (BudgetTrace, BudgetTraceError, ControlError, Controller, ControllerSettings,
+from aspen_deploy.control import (BudgetTrace, BudgetTraceError, ControlError, ControllerSettings,
                                   Measurement, OperatingPoint, RegisterLimits, RegisterRangeError, init_state,
                                   make_context, parse_budget_trace, read_budget_trace, run_control, step)
 from aspen_deploy.control.controller import predict_uw
-from aspen_deploy.control.run import GuardedWriter, run_closed_loop, settled_mask
+from aspen_deploy.control.run import GuardedWriter, settled_mask
 from aspen_deploy.control.stream import (frontend_chunks, period_inputs, synthetic_test_stream, window_predictions,
                                          window_truth)
 
@@ -243,7 +241,8 @@ def test_no_write_ever_leaves_the_legal_register_range():
     """Random budgets, readings (missing, NaN, negative, huge, wrong) and clock needs, and a prior
     with points outside the registers: every decision is legal and fast enough for its point."""
     rng = np.random.default_rng(7)
-    pts = table() + [OperatingPoint(45.0, 6.25, 700.5, 0.6, 2.0, 700), OperatingPoint(0.001, 50.0, 3000, 0.9, 30.0, 700)]
+    pts = table() + [OperatingPoint(45.0, 6.25, 700.5, 0.6, 2.0, 700),
+                     OperatingPoint(0.001, 50.0, 3000, 0.9, 30.0, 700)]
     ctx = make_context(pts, LIMITS)
     dev = RecordingDevice([100, 250, 1000])
     writer = GuardedWriter(dev, LIMITS)
@@ -422,7 +421,8 @@ def test_run_control_end_to_end_on_the_virtual_device(tiny_run, tiny_stream, tmp
         assert m["energy_uj"] == pytest.approx(m["mean_power_uw"] * n * 1.0)
     assert s["policies"]["fixed"]["threshold_scale"] == 1.0
     cands = {c["threshold_scale"]: c for c in s["static_candidates"]}
-    assert s["policies"]["best_static"]["accuracy"] == cands[s["policies"]["best_static"]["threshold_scale"]]["accuracy"]
+    best = s["policies"]["best_static"]
+    assert best["accuracy"] == cands[best["threshold_scale"]]["accuracy"]
     # the step to half the lowest point's power cannot be met: warned, and marked infeasible
     assert any("below the lowest power" in w for w in s["warnings"])
     assert s["infeasible_fraction"] > 0

@@ -127,7 +127,8 @@ class RegisterLimits:
                                      f"<= {self.scale_range()[1]:.4g}")
         if self.thr_pos_min and round(scale * self.thr_pos_min) < 1:
             raise RegisterRangeError(f"threshold scale {scale:g} rounds threshold {self.thr_pos_min} to "
-                                     f"{round(scale * self.thr_pos_min)} (< 1); use a scale >= {self.scale_range()[0]:.4g}")
+                                     f"{round(scale * self.thr_pos_min)} (< 1); use a scale >= "
+                                     f"{self.scale_range()[0]:.4g}")
         if self.thr_nonpos_min and round(scale * self.thr_nonpos_min) < chip.THRESHOLD_MIN:
             raise RegisterRangeError(f"threshold scale {scale:g} puts threshold {self.thr_nonpos_min} below "
                                      f"{chip.THRESHOLD_MIN} (int16)")
@@ -178,7 +179,8 @@ class ControllerSettings:
 
     def __post_init__(self) -> None:
         checks = [("period_s", self.period_s > 0), ("headroom", 0 <= self.headroom < 1),
-                  ("headroom_sigmas", self.headroom_sigmas >= 0), ("max_headroom", self.headroom <= self.max_headroom < 1),
+                  ("headroom_sigmas", self.headroom_sigmas >= 0),
+                  ("max_headroom", self.headroom <= self.max_headroom < 1),
                   ("up_headroom", 0 <= self.up_headroom < 1), ("up_hold_periods", self.up_hold_periods >= 1),
                   ("min_up_interval_periods", self.min_up_interval_periods >= 1),
                   ("min_write_interval_periods", self.min_write_interval_periods >= 1),
@@ -191,7 +193,8 @@ class ControllerSettings:
                   ("plausible_ratio", self.plausible_ratio > 1), ("uw_per_mhz", self.uw_per_mhz >= 0)]
         bad = [k for k, ok in checks if not ok]
         if bad:
-            raise ControlError(f"controller setting(s) out of range: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")
+            what = ", ".join(f"{k}={getattr(self, k)!r}" for k in bad)
+            raise ControlError(f"controller setting(s) out of range: {what}")
 
 
 @dataclass(frozen=True)
@@ -421,7 +424,8 @@ def step(state: ControllerState, measurement: Measurement | None, budget_uw: flo
         cur_ok = cur in pred and pred[cur] <= cap
         if why_bad is not None:
             target, action = cur, "hold"
-            reason = f"{why_bad}: keep the setting and learn nothing ({st.bad_streak}/{s.max_bad_periods} before fallback)"
+            reason = (f"{why_bad}: keep the setting and learn nothing "
+                      f"({st.bad_streak}/{s.max_bad_periods} before fallback)")
             if not cur_ok and (cur not in pred or since_write >= s.min_write_interval_periods):
                 target, action = best, "down"
                 reason = (f"{why_bad}; budget {budget_uw:.0f} uW: predicted {pred.get(cur, math.inf):.0f} uW is over "
@@ -451,7 +455,8 @@ def step(state: ControllerState, measurement: Measurement | None, budget_uw: flo
                           f"({pred[best]:.0f} > {up_cap:.0f} uW)")
             elif raises and st.up_streak + 1 < s.up_hold_periods:
                 target, action, up_streak = cur, "hold", st.up_streak + 1
-                reason = f"scale {pts[best].scale:g} fits: waiting {up_streak}/{s.up_hold_periods} periods before moving up"
+                reason = (f"scale {pts[best].scale:g} fits: waiting {up_streak}/{s.up_hold_periods} periods "
+                          "before moving up")
             elif raises and since_write < s.min_up_interval_periods:
                 target, action, up_streak = cur, "hold", st.up_streak + 1
                 reason = f"write-rate limit: last write {since_write} period(s) ago (< {s.min_up_interval_periods})"
@@ -526,4 +531,5 @@ def points_from_rows(rows: Iterable[Mapping[str, Any]], static_uw: Mapping[float
 
 __all__ = ["ControlError", "Controller", "ControllerContext", "ControllerSettings", "ControllerState", "Decision",
            "Measurement", "OperatingPoint", "RegisterLimits", "RegisterRangeError", "check_measurement",
-           "init_state", "learn", "lowest_clock", "make_context", "observed_gain", "points_from_rows", "predict_uw", "step"]
+           "init_state", "learn", "lowest_clock", "make_context", "observed_gain", "points_from_rows", "predict_uw",
+           "step"]

@@ -23,7 +23,11 @@ Metrics per policy, over periods ``p`` with power ``m_p`` and duration ``T = P d
     accuracy    = mean over scored windows (truth >= 0) of [prediction == truth]
     energy_uj   = sum_p m_p T            mean_power_uw = energy_uj / (n T)
 
-Power is what the device reports: measured on the HDK, modelled on the virtual device.
+Power is what the device reports: measured on the HDK, modelled on the virtual device. On the
+HDK the device runs in accelerated time, so one period (1.4 s of steps) may finish before the
+5 Hz monitor reports; a period without samples is a missing measurement, and the controller
+then falls back to the lowest-power setting (the safe reading of "no data"). Per-period power on
+the HDK needs the board to process each period in real time.
 """
 
 from __future__ import annotations
@@ -387,8 +391,11 @@ def run_control(run_dir: str | Path, device: Any = "virtual", budget_uw: float |
         raise ControlError(f"run directory not found: {run_dir}")
     if (budget_uw is None) == (budget_trace is None):
         raise BudgetTraceError("give exactly one of --budget-uw and --budget-trace")
-    trace = BudgetTrace.constant(budget_uw) if budget_uw is not None else (
-        budget_trace if isinstance(budget_trace, BudgetTrace) else read_budget_trace(budget_trace))  # type: ignore[arg-type]
+    if budget_uw is not None:
+        trace = BudgetTrace.constant(budget_uw)
+    else:
+        assert budget_trace is not None
+        trace = budget_trace if isinstance(budget_trace, BudgetTrace) else read_budget_trace(budget_trace)
     if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
         raise ControlError(f"--duration must be a positive number of seconds, got {duration_s}")
     if period_steps < 1 or warmup_steps < 0:
@@ -486,7 +493,8 @@ def run_control(run_dir: str | Path, device: Any = "virtual", budget_uw: float |
         log(f"warning: {w}")
 
     summary = {
-        "run": run_dir.name, "out_dir": str(out), "device": dev.name, "power_source": dev.power_source, "power_model": model.label,
+        "run": run_dir.name, "out_dir": str(out), "device": dev.name, "power_source": dev.power_source,
+        "power_model": model.label,
         "stream": stream.source, "duration_s": n * period_s, "periods": n, "period_s": period_s,
         "readout_window_steps": 512, "readout_hop_steps": period_steps, "warmup_steps": warmup_steps,
         "budget_trace": [{"time_s": t, "budget_uw": b} for t, b in zip(trace.times_s, trace.budgets_uw)],
