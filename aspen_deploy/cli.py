@@ -138,6 +138,16 @@ def cmd_calibrate(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_control(a: argparse.Namespace) -> int:
+    from aspen_deploy.control.run import run_control
+
+    summary = run_control(a.run_dir, a.device, budget_uw=a.budget_uw, budget_trace=a.budget_trace,
+                          duration_s=a.duration, out_dir=a.out, board=a.board, power_model=a.power_model,
+                          noise_uw=a.noise_uw, log=print, progress=_progress())
+    print(f"wrote {summary['out_dir']}/control_timeline.csv, control_summary.json, control.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aspen", description="ASPEN spiking networks on the Xylo IMU: train, export, "
                                 "check, simulate and sweep the firing threshold.")
@@ -210,6 +220,25 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", required=True, metavar="MODEL.json")
     cal.add_argument("--include-modelled", action="store_true", help=argparse.SUPPRESS)  # tests only
     cal.set_defaults(fn=cmd_calibrate)
+
+    ct = sub.add_parser("control", help="keep a device under a power budget by moving the threshold and clock; "
+                        "compares the controller with the fixed and the best static threshold")
+    ct.add_argument("run_dir", metavar="RUN_DIR")
+    ct.add_argument("--device", required=True, choices=["virtual", "hdk"],
+                    help="virtual: simulator + power model (modelled power); hdk: Xylo IMU HDK via samna (measured)")
+    budget = ct.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--budget-uw", type=float, default=None, metavar="X", help="a constant budget (uW, total power)")
+    budget.add_argument("--budget-trace", default=None, metavar="FILE.csv",
+                        help="CSV with columns time_s,budget_uw; each budget holds until the next row")
+    ct.add_argument("--duration", type=float, default=None, metavar="S",
+                    help="seconds of the test stream to run (default: all of it)")
+    ct.add_argument("--out", default=None, metavar="DIR", help="output folder (default: RUN_DIR/control)")
+    ct.add_argument("--board", default=None, help="with several HDKs connected: board index or serial number")
+    ct.add_argument("--power-model", default=None, metavar="FILE",
+                    help="power model from 'aspen calibrate' (default: estimates from published figures)")
+    ct.add_argument("--noise-uw", type=float, default=0.0,
+                    help="virtual device only: Gaussian measurement noise per power sample (uW)")
+    ct.set_defaults(fn=cmd_control)
     return p
 
 
