@@ -42,6 +42,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     data = prepare_events(a.data, frontend=frontend, seed=a.seed, log=print)
     settings = TrainSettings(sampler=a.sampler, profile=a.profile, epochs=a.epochs, seed=a.seed, model=a.model,
                              data=data.spec, frontend=data.frontend.to_dict())
+    import torch
+
+    torch.manual_seed(a.seed)  # the initial weights are part of the run's settings
     net = build_model(a.model, {"n_out": data.n_classes} if a.model == "aspen_synnet" else None)
     settings.net = net.spec.to_dict()
     metrics = train(net, data, settings, out, resume=a.resume, progress=_progress())

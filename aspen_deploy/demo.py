@@ -36,6 +36,7 @@ def _train_child(name: str, sampler: str, profile: str, out: str, frontend: dict
     data = prepare_events(DATA, frontend=frontend, seed=SEED)
     settings = TrainSettings(sampler=sampler, profile=profile, seed=SEED, data=data.spec,
                              frontend=data.frontend.to_dict())
+    torch.manual_seed(SEED)  # the initial weights are part of the run's settings
     net = build_model("aspen_synnet", {**_default_spec(), "n_out": data.n_classes})
     settings.net = net.spec.to_dict()
     run_dir = Path(out) / name

@@ -138,3 +138,17 @@ def test_simulate_rejects_bad_input(tmp_path, trained_run):
                                    str(tmp_path / "wrong.npy"), "--out", str(tmp_path / "o.npz")], tmp_path, "channels")
     assert len(lines) == 1
     assert not (tmp_path / "o.npz").exists()
+
+
+def test_training_is_reproducible(trained_run, tmp_path):
+    """Same seed and settings -> the same weights (the initial weights are seeded too)."""
+    import torch
+
+    again = tmp_path / "again"
+    assert main(["train", "--data", "synthetic", "--sampler", "uniform:1.0,1.5", "--epochs", "1",
+                 "--out", str(again)]) == 0
+    a = torch.load(trained_run / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(again / "checkpoint.pt", weights_only=False)["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
