@@ -45,7 +45,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     import torch
 
     torch.manual_seed(a.seed)  # the initial weights are part of the run's settings
-    net = build_model(a.model, {"n_out": data.n_classes} if a.model == "aspen_synnet" else None)
+    net = build_model(a.model, {"n_out": data.n_classes})
     settings.net = net.spec.to_dict()
     metrics = train(net, data, settings, out, resume=a.resume, progress=_progress())
     print(f"{out}: float test accuracy {metrics['float_test_accuracy']:.3f} at threshold 1.0 "
@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fixed | fixed:T | uniform:A,B | discrete:L1,L2,... (default uniform:1.0,1.5)")
     t.add_argument("--profile", choices=["quick", "full"], default="quick")
     t.add_argument("--epochs", type=int, default=None, help="override the profile's epoch count")
-    t.add_argument("--model", default="aspen_synnet")
+    t.add_argument("--model", default="aspen_synnet",
+                   help="aspen_synnet (default), or another paper's model: mpsl, mps, stc_lif, s2tdpt")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True, help="run directory to create")
     t.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
