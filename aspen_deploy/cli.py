@@ -56,8 +56,23 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_export(a: argparse.Namespace) -> int:
     from aspen_deploy.export import export_run
 
-    path = export_run(Path(a.run_dir), log=print)
+    path = export_run(Path(a.run_dir), log=print, approximate=a.approximate, nir=a.nir)
     print(f"wrote {path}")
+    return 0
+
+
+def cmd_import(a: argparse.Namespace) -> int:
+    from aspen_deploy.nir_io import import_notes, import_nir
+
+    data = None
+    if a.data:
+        from data_prep.pipeline import prepare_events
+
+        data = prepare_events(a.data, seed=0, log=print)
+    out = import_nir(a.model, a.out, graph_dt=a.graph_dt, approximate=a.approximate, data=data)
+    for note in import_notes(out):
+        print(f"note: {note}")
+    print(f"wrote run directory {out} (aspen export / check / simulate / sweep accept it)")
     return 0
 
 
@@ -178,7 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="quantize + map + check a run -> RUN_DIR/xylo_config.json")
     e.add_argument("run_dir")
+    e.add_argument("--nir", action="store_true", help="also write RUN_DIR/model.nir (NIR graph of the float network)")
+    e.add_argument("--approximate", action="store_true",
+                   help="let a model the chip cannot express exactly be approximated (stc_lif: fixed leak)")
     e.set_defaults(fn=cmd_export)
+
+    im = sub.add_parser("import", help="a NIR graph -> a run directory (refused, one line per reason, if the "
+                        "chip cannot express it)")
+    im.add_argument("model", metavar="MODEL.nir")
+    im.add_argument("--out", required=True, help="run directory to create")
+    im.add_argument("--data", default=None, help="hapt, synthetic or PATH.npz to evaluate on (an imported model "
+                    "brings no data)")
+    im.add_argument("--graph-dt", type=float, default=None, help="time step the graph was written for (s)")
+    im.add_argument("--approximate", action="store_true", help="round what the chip cannot hold exactly, with notes")
+    im.set_defaults(fn=cmd_import)
 
     c = sub.add_parser("check", help="design-rule check a configuration: exit 0 if the chip accepts it, else 2")
     c.add_argument("config")

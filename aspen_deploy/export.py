@@ -17,20 +17,34 @@ from aspen_deploy.train import PROFILES
 CALIBRATION_WINDOWS = 256
 
 
-def export_config(run: Run, data: Any) -> XyloConfig:
-    """Quantize, map and check a loaded run; the readout scale is calibrated on training windows."""
+def export_config(run: Run, data: Any, approximate: bool = False) -> XyloConfig:
+    """Quantize, map and check a loaded run; the readout scale is calibrated on training windows.
+
+    ``data`` None (an imported model without data): no calibration, no front-end section.
+    ``approximate`` lets models whose conversion can approximate do so (``stc_lif``).
+    """
+    chipnet = run.net.to_chipnet(approximate=True) if approximate else run.net.to_chipnet()
+    if data is None:
+        return quantize(chipnet, metadata={"run": run.name, "model": run.settings.model})
     calib = data.train.x[stratified_subset(data.train.y, CALIBRATION_WINDOWS, seed=1)]
     return quantize(
-        run.net.to_chipnet(), readout_vmax=readout_vmax(run.net, calib), imu_if=data.frontend.to_dict(),
+        chipnet, readout_vmax=readout_vmax(run.net, calib), imu_if=data.frontend.to_dict(),
         metadata={"run": run.name, "sampler": run.settings.sampler, "model": run.settings.model,
-                  "class_names": list(data.class_names), "data": run.settings.data},
+                  "class_names": list(data.class_names), "data": run.settings.data, "approximate": approximate},
     )
 
 
-def export_run(run_dir: Path, data: Any = None, log: Callable[[str], Any] = lambda s: None) -> Path:
+def export_run(run_dir: Path, data: Any = None, log: Callable[[str], Any] = lambda s: None,
+               approximate: bool = False, nir: bool = False) -> Path:
+    """Write ``RUN_DIR/xylo_config.json`` (and ``RUN_DIR/model.nir`` with ``nir``)."""
     run = load_run(run_dir)
-    data = data if data is not None else _data_for(run, log)
-    cfg = export_config(run, data)
+    if data is None and run.settings.data:
+        data = _data_for(run, log)
+    cfg = export_config(run, data, approximate=approximate)
+    if nir:
+        from aspen_deploy.nir_io import export_nir
+
+        log(f"wrote {export_nir(run, run_dir / 'model.nir', approximate=approximate)}")
     return cfg.save(run_dir / "xylo_config.json")
 
 
@@ -60,6 +74,9 @@ def _data_for(run: Run, log: Callable[[str], Any]) -> Any:
     from data_prep.pipeline import prepare_events
 
     spec = run.settings.data
+    if not spec:
+        raise ValueError(f"{run.path} carries no data to evaluate on (an imported model): import it again "
+                         f"with --data hapt|synthetic|PATH.npz")
     return prepare_events(spec.get("source_arg", spec.get("source")), frontend=run.settings.frontend or None,
                           seed=run.settings.seed, log=log)
 
