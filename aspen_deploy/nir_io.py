@@ -48,14 +48,18 @@ and any other node type. Two things need ``approximate=True``:
   ``2**-dash_mem R w_in c``, and differs during the first ~tau_syn after a reset. (Into
   LIF/IF/LI the same bias is exact: it reaches the membrane directly.)
 
-Always reported as notes (``ChipNet.metadata["nir_import"]["notes"]``), never silent: time
-constants that are not dt times a power of two, and reading NIR's reset to 0 as the chip's
-subtractive reset (the overshoot above threshold is kept, and a hidden neuron may fire up to
-31 spikes in one step); graphs written by `chipnet_to_graph` say so in their metadata and
-are exact. Per-neuron thresholds within a node are folded into the incoming weights and
-biases (exact: the state scales with the threshold). An ``Output`` fed by spiking neurons is
-read by counting readout neurons (their weights, dash_syn 1, dash_mem 15 ~ no leak): the class
-is the argmax of the running count, averaged over the last 3/4 of the window.
+Always reported as notes (``ChipNet.metadata["nir_import"]["notes"]``, ``import.json``), never
+silent: time constants that are not dt times a power of two; reading NIR's reset to 0 as the
+chip's subtractive reset (the overshoot above threshold is kept, and a hidden neuron may fire
+up to 31 spikes in one step); and the chip's latency of one step per hop between neuron layers
+(simulators that update all layers within a step see a layer's spikes at once). Graphs written
+by `chipnet_to_graph` state the chip's semantics in their metadata and import exactly.
+
+Per-neuron thresholds within a node are folded into the incoming weights and biases (exact:
+the state scales with the threshold). ``IF`` is read per step (v += R x, as Sinabs and
+Rockpool write it) with the slowest decay, dash_mem 15. An ``Output`` fed by spiking neurons
+is read by counting readout neurons (their weights, dash_syn 1, dash_mem 15 ~ no leak): the
+class is the argmax of the running count, averaged over the last 3/4 of the window.
 
 ``graph_dt``: the step the graph's time constants were written for, when it is not the chip's
 (snnTorch's exporter writes ``tau = 1e-4 / (1 - beta)`` for a step of 0.1 ms): time constants

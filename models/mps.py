@@ -25,12 +25,15 @@ threshold theta / (1 - alpha), ``a = U`` and ``v = H / (1 - alpha)`` exactly, an
 saturation at 8 times the nominal threshold is ``+-L`` on H and ``+-L / (1 - alpha)`` on V + I / beta.
 What is not exact:
 
-- alpha is rounded to the nearest bit-shift decay 1 - 2**-d (beta is one already);
+- alpha is rounded to the nearest bit-shift decay 1 - 2**-d (beta is one already), unless the
+  model was trained with ``alpha_bitshift`` (the forward pass then uses that rounded alpha,
+  the gradient reaching the learnable one straight through);
 - where the reset lands: the chip can only reset vmem, i.e. H; isyn (U) is never reset. For
   the paper's neuron (reset on U) this means that after a spike the chip pulls the smoothed
   potential down by theta at once while U keeps its charge, whereas the float neuron lowers U
   and lets H follow by (1 - alpha) theta per step (it may burst for a few steps). A model
-  trained with ``reset = "smoothed"`` converts exactly up to the rounding of alpha.
+  trained with ``reset = "smoothed"`` converts exactly up to the rounding of alpha, and with
+  ``alpha_bitshift`` as well, exactly.
 
 `scripts/reproduce_models.py` measures the float-vs-chip agreement.
 """
@@ -57,6 +60,9 @@ class MPSSpec(LayeredSpec):
     alpha_init: float = 0.5  # initial smoothing factor of every layer (learnable)
     reset: str = "membrane"
     tasg_weight: float = 0.1
+    # forward with the nearest bit-shift alpha (straight-through gradient to the learnable one),
+    # so that the chip's rounding changes nothing
+    alpha_bitshift: bool = False
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "MPSSpec":
@@ -87,7 +93,12 @@ class MPSNet(LayeredNet):
         self.last_tasg_loss: torch.Tensor | None = None
 
     def alpha(self, k: int) -> torch.Tensor:
-        return torch.sigmoid(getattr(self, f"alpha_logit{k}"))
+        """alpha_k = sigmoid(a_k); with ``alpha_bitshift`` the nearest 1 - 2**-d, straight-through."""
+        a = torch.sigmoid(getattr(self, f"alpha_logit{k}"))
+        if self.spec.alpha_bitshift:
+            d = torch.clamp(torch.round(-torch.log2(1.0 - a.detach())), 1, chip.DASH_MAX)
+            a = a + ((1.0 - torch.pow(2.0, -d)) - a).detach()
+        return a
 
     def hidden_spikes(self, x: torch.Tensor) -> list[torch.Tensor]:
         theta = threshold_tensor(self.threshold)

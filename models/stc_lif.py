@@ -13,7 +13,10 @@ and the neuron is the chip's LIF with them inserted:
     n(t) = min(floor(u / theta), 31) if u >= theta;   v(t) = u(t) - n(t) theta
 
 M is the block-diagonal group mask (autapses included): the within-layer (grouped) pathway.
-With no activity beta = alpha_mem, the chip's leak.
+With no activity beta = alpha_mem, the chip's leak. Training runs the layer as one fused scan
+(`STCScanFunction`); no gradient flows back in time through s(t-1) where it feeds beta, gamma
+and the pathway (their parameters still learn): through 31-spike neurons that loop made the
+gradient overflow within one 512-step window.
 
 On Xylo: the within-layer pathway is expressible as recurrent hidden weights (one step late,
 into isyn, exactly where it acts here); a leak that changes every step with the spikes is

@@ -2,9 +2,10 @@
 
     python scripts/reproduce_models.py [--epochs N] [--out runs/models] [--data hapt] [--jobs 2]
 
-Trains (quick profile, `--epochs` overrides its 6 epochs) ASPEN (uniform:1.0,1.5), the
-fixed-threshold baseline, mpsl, mps, stc_lif and s2tdpt on the same data and front end, all
-with ASPEN threshold sampling except the baseline; then, per model: float test accuracy at
+Trains (quick profile, `--epochs` overrides its epoch count) ASPEN (uniform:1.0,1.5), the
+fixed-threshold baseline, mpsl, mps (the paper's neuron, and `mps_chip`: reset where the chip
+puts it, alpha trained as a bit shift), stc_lif and s2tdpt on the same data and front end, all with ASPEN threshold
+sampling except the baseline; then, per model: float test accuracy at
 threshold 1.0; conversion (`to_chipnet` -> `quantize` with the readout calibrated on training
 windows, as `aspen export`); accuracy and hidden spikes per window on the Xylo software model
 (`--backend`, fast = bit-exact batched simulator) at threshold scale 1.0 on a stratified test
@@ -28,13 +29,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-RUNS: dict[str, tuple[str, str]] = {  # row -> (model, sampler)
-    "aspen": ("aspen_synnet", "uniform:1.0,1.5"),
-    "baseline": ("aspen_synnet", "fixed:1.0"),
-    "mpsl": ("mpsl", "uniform:1.0,1.5"),
-    "mps": ("mps", "uniform:1.0,1.5"),
-    "stc_lif": ("stc_lif", "uniform:1.0,1.5"),
-    "s2tdpt": ("s2tdpt", "uniform:1.0,1.5"),
+RUNS: dict[str, tuple[str, str, dict]] = {  # row -> (model, sampler, spec overrides)
+    "aspen": ("aspen_synnet", "uniform:1.0,1.5", {}),
+    "baseline": ("aspen_synnet", "fixed:1.0", {}),
+    "mpsl": ("mpsl", "uniform:1.0,1.5", {}),
+    "mps": ("mps", "uniform:1.0,1.5", {}),  # the paper's neuron: reset on the raw membrane
+    # reset where the chip puts it, alpha trained as a bit shift: converts exactly
+    "mps_chip": ("mps", "uniform:1.0,1.5", {"reset": "smoothed", "alpha_bitshift": True}),
+    "stc_lif": ("stc_lif", "uniform:1.0,1.5", {}),
+    "s2tdpt": ("s2tdpt", "uniform:1.0,1.5", {}),
 }
 
 
@@ -46,12 +49,12 @@ def _train_child(row: str, args: dict, frontend: dict) -> dict:
     from data_prep.pipeline import prepare_events
     from models import build_model
 
-    model, sampler = RUNS[row]
+    model, sampler, overrides = RUNS[row]
     data = prepare_events(args["data"], frontend=frontend, seed=args["seed"])
     out = Path(args["out"]) / row
     if (out / "metrics.json").is_file():
         return json.loads((out / "metrics.json").read_text())
-    net = build_model(model, {"n_out": data.n_classes})
+    net = build_model(model, {"n_out": data.n_classes, **overrides})
     settings = TrainSettings(sampler=sampler, profile="quick", epochs=args["epochs"], seed=args["seed"], model=model,
                              net=net.spec.to_dict(), data=data.spec, frontend=data.frontend.to_dict())
     t0 = time.time()
@@ -63,7 +66,11 @@ def _train_child(row: str, args: dict, frontend: dict) -> dict:
 
 def evaluate_row(row: str, out: Path, data: Any, windows: int, backend: str) -> dict[str, Any]:
     """Float accuracy, conversion and chip accuracy of one trained run (see module docstring)."""
+    import copy
+    import math
+
     import numpy as np
+    import torch
 
     from aspen_deploy.backends import get_backend
     from aspen_deploy.drc import DesignRuleError
@@ -72,7 +79,7 @@ def evaluate_row(row: str, out: Path, data: Any, windows: int, backend: str) -> 
     from aspen_deploy.runs import load_run
     from aspen_deploy.sweep import evaluate_scale, stratified_subset
     from aspen_deploy.train import evaluate
-    from models.chipnet_model import ChipNetModel, evaluate_logits
+    from models.chipnet_model import ChipNetModel, conversion_report, evaluate_logits
 
     run = load_run(out / row)
     net = run.net
@@ -127,10 +134,23 @@ def evaluate_row(row: str, out: Path, data: Any, windows: int, backend: str) -> 
         res["status"] = (f"exact for the merged network (plastic {res['float_accuracy']:.3f}, merged "
                          f"{res['merged_float_accuracy']:.3f}, chip {res['chip_accuracy']:.3f})")
     elif model == "mps":
-        notes = conv.get("notes", [])
-        res["conversion_notes"] = notes
-        res["status"] = (f"{conv.get('status', 'exact')}: alpha rounded to bit shifts, reset on vmem not isyn; "
-                         f"float-vs-chip prediction agreement {res['float_chip_prediction_agreement']:.3f}")
+        res["conversion_notes"] = conv.get("notes", [])
+        # the two conversion steps apart: alpha rounded alone (the trained reset kept), then the chip's reset
+        rounded = copy.deepcopy(net)
+        with torch.no_grad():
+            for a in conv["alphas"]:
+                getattr(rounded, f"alpha_logit{a['layer']}").fill_(math.log(a["alpha_chip"] / (1 - a["alpha_chip"])))
+        res["float_accuracy_alpha_rounded"] = evaluate(rounded, data.test.x, data.test.y)["accuracy"]
+        conv_rep = conversion_report(net, chipnet, data.test.x, data.test.y)
+        res["converted_float_accuracy"] = conv_rep["converted_accuracy"]
+        res["converted_float_hidden_spikes_per_window"] = conv_rep["converted_hidden_spikes_per_window"]
+        alphas = ", ".join(f"{a['alpha']:.3f}->{a['alpha_chip']:.3f}" for a in conv["alphas"])
+        where = ("reset on the raw membrane in training, on vmem (smoothed) on chip"
+                 if conv["reset_trained"] == "membrane" else "reset on vmem (smoothed) as trained")
+        res["status"] = (f"{conv['status']}: alpha {alphas} (float {res['float_accuracy_alpha_rounded']:.3f}); {where}: "
+                         f"converted float {res['converted_float_accuracy']:.3f}, "
+                         f"{res['converted_float_hidden_spikes_per_window']:,.0f} spikes; float-vs-chip prediction "
+                         f"agreement {res['float_chip_prediction_agreement']:.3f}")
     else:
         res["status"] = "exact (same LIF semantics; quantization only)"
     return res
@@ -155,20 +175,26 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             float_acc = f"{r['float_accuracy']:.3f} (merged {r['merged_float_accuracy']:.3f})"
         elif r["model"] == "stc_lif" and "approximation" in r:
             float_acc = f"{r['float_accuracy']:.3f} (fixed leak {r['approximation']['fixed_accuracy']:.3f})"
-        rows.append([r["row"], r["sampler"], float_acc, "-" if chip_acc is None else chip_acc,
+        same = ("-" if chip_acc is None else
+                f"{r['float_accuracy_same_windows']:.3f} / {r['float_chip_prediction_agreement']:.3f}")
+        rows.append([r["row"], r["sampler"], float_acc, same, "-" if chip_acc is None else chip_acc,
                      "-" if spikes is None else f"{spikes:,.0f}" + ("" if chip_acc is not None else " (float)"),
                      r["status"]])
-    head = (f"Data `{args.data}` (streaming front end, test subjects); {args.epochs or 6} epochs (quick profile); "
+    from aspen_deploy.train import PROFILES
+
+    epochs = args.epochs or PROFILES["quick"].epochs
+    head = (f"Data `{args.data}` (streaming front end, test subjects); {epochs} epochs (quick profile); "
             f"float accuracy "
             f"on all test windows at threshold 1.0; Xylo software model (`{args.backend}`) on "
             f"{results[0].get('chip_windows', args.windows)} stratified test windows at threshold scale 1.0.\n\n")
-    return head + markdown_table(["model", "training sampler", "float accuracy", "Xylo accuracy",
+    return head + markdown_table(["model", "training sampler", "float accuracy",
+                                  "float on the Xylo windows / prediction agreement", "Xylo accuracy",
                                   "hidden spikes / window", "conversion"], rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the quick profile's 6)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the quick profile's)")
     p.add_argument("--out", default="runs/models")
     p.add_argument("--data", default="hapt")
     p.add_argument("--models", default=",".join(RUNS), help=f"comma-separated rows (default: {','.join(RUNS)})")

@@ -384,3 +384,17 @@ def test_nested_graphs_are_inlined():
     edges = {(e.src, e.dst): e.weight for e in cn.edges}
     assert set(edges) == {(INPUT, 0), (0, 0), (0, READOUT)}
     np.testing.assert_allclose(edges[(0, 0)], w_rec.T / 0.75)
+
+
+def test_scale_and_fan_in_are_folded_into_the_weights():
+    """Linear -> Scale equals the scaled Linear; two paths into one node add up."""
+    rng = np.random.default_rng(5)
+    w, s, w_skip = rng.normal(size=(6, 15)), rng.uniform(0.5, 2, 6), rng.normal(size=(6, 15))
+    nodes = {"input": nir.Input(input_type=np.array([15])), "fc": nir.Linear(weight=w), "sc": nir.Scale(scale=s),
+             "skip": nir.Linear(weight=w_skip), "lif": cuba_lif(6), "ro": nir.Linear(weight=np.eye(6)[:3]),
+             "li": cuba_li(3), "output": nir.Output(output_type=np.array([3]))}
+    edges = [("input", "fc"), ("fc", "sc"), ("sc", "lif"), ("input", "skip"), ("skip", "lif"), ("lif", "ro"),
+             ("ro", "li"), ("li", "output")]
+    cn = graph_to_chipnet(nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)).chipnet
+    w_in = next(e.weight for e in cn.edges if e.src == INPUT)
+    np.testing.assert_allclose(w_in, (s[:, None] * w + w_skip).T / 0.75, rtol=1e-12)

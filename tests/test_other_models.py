@@ -183,9 +183,14 @@ def test_mps_scan_matches_stepwise_reference(reset):
 
 def test_mps_smoothed_reset_converts_exactly_and_membrane_reset_is_flagged():
     torch.manual_seed(4)
-    net = build_model("mps", {"hidden": [10, 10], "n_out": 3, "reset": "smoothed", "alpha_init": 0.5})
-    net.eval()
+    spec = {"hidden": [10, 10], "n_out": 3, "reset": "smoothed", "alpha_init": 0.6, "alpha_bitshift": True}
+    net = build_model("mps", spec)
     x = events(4, 80)
+    net.train()
+    net(x)[0].sum().backward()
+    assert float(net.alpha_logit0.grad.abs()) > 0  # the latent alpha learns through the rounding
+    net.eval()
+    assert float(net.alpha(0)) == 0.5  # 0.6 -> the nearest bit shift, 1 - 2**-1
     cn = net.to_chipnet()
     assert cn.populations[0].dash_syn == net.dash_mem  # isyn <- U, with U's leak
     assert cn.populations[0].dash_mem == 1 and cn.populations[0].threshold == pytest.approx(2.0)  # alpha 0.5
