@@ -18,7 +18,6 @@ rows already there are skipped, so an interrupted sweep resumes):
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -31,6 +30,7 @@ from aspen_deploy.config import XyloConfig
 from aspen_deploy.devices import Device, DeviceError, parse_clock
 from aspen_deploy.io import atomic_savefig
 from aspen_deploy.power.model import FitReport, PowerModel, PowerModelError, fit_power_model
+from aspen_deploy.sweep import append_row, read_rows, stratified_subset
 
 CSV_NAME = "power_sweep.csv"
 PNG_NAME = "power_sweep.png"
@@ -39,6 +39,7 @@ POWER_COLUMNS = ["model", "threshold_scale", "clock_setting", "clock_mhz", "requ
                  "accuracy", "hidden_spikes_per_window", "cycles_per_step", "max_cycles_per_step", "steps_per_s",
                  "core_uw_model", "io_uw_model", "total_uw_model", "device", "windows", "power_model"]
 TEXT_COLUMNS = {"model", "clock_setting", "power_source", "device", "power_model"}
+REQUIRED_COLUMNS = ("model", "threshold_scale", "clock_mhz", "core_uw", "io_uw")
 DEFAULT_POWER_SCALES = (0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.4)
 
 
@@ -49,44 +50,13 @@ class PowerSweepError(ValueError):
 # ---- CSV ------------------------------------------------------------------------------------
 def read_power_rows(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a power_sweep.csv with numbers as floats and ``realtime_ok`` as bool; [] if absent."""
-    p = Path(path)
-    if not p.exists() or p.stat().st_size == 0:
-        return []
-    with open(p, newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        header = reader.fieldnames or []
-    missing = [c for c in ("model", "threshold_scale", "clock_mhz", "core_uw", "io_uw") if c not in header]
-    if missing:
-        raise PowerSweepError(f"{p} is not a power-sweep CSV (no column(s) {', '.join(missing)})")
-    for r in rows:
-        for k, v in list(r.items()):
-            if k in TEXT_COLUMNS or k is None:
-                continue
-            if k == "realtime_ok":
-                r[k] = str(v).strip().lower() in ("true", "1", "yes")
-            elif v not in (None, ""):
-                try:
-                    r[k] = float(v)
-                except ValueError:
-                    raise PowerSweepError(f"{p}: column {k} holds {v!r}, not a number") from None
-    return rows
+    return read_rows(path, columns=None, text=TEXT_COLUMNS, bools=("realtime_ok",), required=REQUIRED_COLUMNS,
+                     error=PowerSweepError, kind="power sweep")
 
 
-def _append_row(path: Path, row: Mapping[str, Any]) -> None:
-    """Append one row (header first on a new file), flushed so an interruption keeps it."""
-    new = not path.exists() or path.stat().st_size == 0
-    if not new:
-        with open(path, newline="") as f:
-            header = next(csv.reader(f), [])
-        if header != POWER_COLUMNS:
-            raise PowerSweepError(f"{path} was written with other columns; move it aside to start a new power sweep")
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=POWER_COLUMNS)
-        if new:
-            w.writeheader()
-        w.writerow({k: row.get(k, "") for k in POWER_COLUMNS})
-        f.flush()
+def append_power_row(path: Path, row: Mapping[str, Any]) -> None:
+    """Append one row (header first on a new file; a file with other columns is refused), flushed."""
+    append_row(path, row, POWER_COLUMNS, check_header=True, error=PowerSweepError, kind="power sweep")
 
 
 def _key(row: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -169,7 +139,7 @@ def sweep_power(config: XyloConfig, device: Device, events: np.ndarray, y: np.nd
         for s in todo:
             row = {"model": model, "clock_setting": setting,
                    **measure_scale(device, events, y, s, clock, power_model, dt=config.dt), "power_model": label}
-            _append_row(csv_path, row)
+            append_power_row(csv_path, row)
             rows.append(row)
             if bar:
                 bar.update(1)
@@ -211,7 +181,6 @@ def run_power_sweep(run_dir: str | Path, device: Device | str, scales: Sequence[
     or else the run's profile. ``data``: the run's prepared data, if already loaded.
     """
     from aspen_deploy.devices import open_device
-    from aspen_deploy.sweep import stratified_subset
 
     log = log or (lambda s: None)
     run_dir = Path(run_dir)

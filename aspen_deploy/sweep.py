@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -63,15 +63,37 @@ def stratified_subset(y: np.ndarray, n: int | None, seed: int = 0) -> np.ndarray
     return np.sort(np.concatenate(idx))
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
+def read_rows(path: str | Path, columns: Sequence[str] | None = COLUMNS, text: Collection[str] = ("model", "backend"),
+              bools: Collection[str] = (), required: Sequence[str] = (), error: type[Exception] = ValueError,
+              kind: str = "sweep") -> list[dict[str, Any]]:
+    """Rows of a results CSV (``sweep.csv``, ``power_sweep.csv``); [] if absent or empty.
+
+    Values of ``columns`` (every column when None) become floats unless in ``text`` (kept as
+    strings) or ``bools`` (true/1/yes -> True); empty values stay "". ``error`` is raised for a
+    file lacking a ``required`` column (not a ``kind`` CSV) or holding a value that is not a number.
+    """
+    p = Path(path)
+    if not p.exists() or p.stat().st_size == 0:
         return []
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    with open(p, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        header = reader.fieldnames or []
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise error(f"{p} is not a {kind.replace(' ', '-')} CSV (no column(s) {', '.join(missing)})")
     for r in rows:
-        for k in COLUMNS:
-            if k not in ("model", "backend") and r.get(k) not in (None, ""):
-                r[k] = float(r[k])
+        for k in (list(r) if columns is None else columns):
+            if k is None or k in text:
+                continue
+            v = r.get(k)
+            if k in bools:
+                r[k] = str(v).strip().lower() in ("true", "1", "yes")
+            elif v not in (None, ""):
+                try:
+                    r[k] = float(v)
+                except ValueError:
+                    raise error(f"{p}: column {k} holds {v!r}, not a number") from None
     return rows
 
 
@@ -112,7 +134,7 @@ def run_sweep(config: XyloConfig, backend: Backend, events: np.ndarray, y: np.nd
     for s in todo:
         row = {"model": model, **evaluate_scale(backend, events, y, n_classes, s), "backend": backend.name,
                "windows": len(events)}
-        _append_row(csv_path, row)
+        append_row(csv_path, row)
         rows.append(row)
         if bar:
             bar.update(1)
@@ -125,13 +147,24 @@ def run_sweep(config: XyloConfig, backend: Backend, events: np.ndarray, y: np.nd
     return mine
 
 
-def _append_row(path: Path, row: dict[str, Any]) -> None:
+def append_row(path: Path, row: Mapping[str, Any], columns: Sequence[str] = COLUMNS, check_header: bool = False,
+               error: type[Exception] = ValueError, kind: str = "sweep") -> None:
+    """Append one row of ``columns`` (header first on a new file), flushed so an interruption keeps it.
+
+    With ``check_header``, a file written with other columns is refused (``error``, naming the ``kind``
+    of sweep to start anew) rather than mixed.
+    """
     new = not path.exists() or path.stat().st_size == 0
+    if check_header and not new:
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+        if header != list(columns):
+            raise error(f"{path} was written with other columns; move it aside to start a new {kind}")
     with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w = csv.DictWriter(f, fieldnames=columns)
         if new:
             w.writeheader()
-        w.writerow({k: row.get(k, "") for k in COLUMNS})
+        w.writerow({k: row.get(k, "") for k in columns})
         f.flush()
 
 

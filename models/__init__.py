@@ -20,7 +20,7 @@ def build_model(name: str, spec: dict[str, Any] | None = None) -> Any:
     if name == "aspen_synnet":
         from models.aspen_synnet import AspenSynNet, NetSpec
 
-        return AspenSynNet(NetSpec.from_dict(spec) if spec else NetSpec())
+        return AspenSynNet(NetSpec.from_dict(spec))
     if name == "mpsl":
         from models.mpsl import MPSLNet, MPSLSpec
 

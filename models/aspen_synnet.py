@@ -23,7 +23,7 @@ The first quarter of the window is skipped while the states fill.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import rockpool.parameters as rp
@@ -31,6 +31,7 @@ from rockpool.nn.modules import LinearTorch, TorchModule
 
 from aspen_deploy import chip
 from models.lif import LIFParams, leaky_readout, lif_scan
+from models.spec import LayeredSpec
 
 # threshold 1.0 <-> integer 4096; 32767 / 4096 ~ 8.0 is the saturation bound in float units
 STATE_LIMIT = 8.0
@@ -38,33 +39,14 @@ READOUT_SKIP_FRACTION = 0.25
 
 
 @dataclass
-class NetSpec:
-    """Architecture and time constants; saved with every run (settings.json)."""
+class NetSpec(LayeredSpec):
+    """Architecture and time constants (`models.spec.LayeredSpec`); saved with every run (settings.json).
 
-    n_in: int = chip.IMU_CHANNELS
-    hidden: tuple[int, ...] = (48, 48, 48)
-    n_out: int = 6
-    tau_syn_s: float = 0.02
-    tau_mem_s: float = 0.04
-    # short readout time constants keep the readout's DC gain small (4), so the integer readout
-    # membrane has room for fine weights before 16-bit saturation; the window mean smooths
-    tau_syn_out_s: float = 0.01
-    tau_mem_out_s: float = 0.02
-    dt: float = chip.DT_S
-    max_spikes: int = chip.MAX_HIDDEN_SPIKES_PER_STEP
+    Adds ``extra`` (a free-form dict saved with the run) to the fields every model shares; the
+    other models' specs have no such field, so theirs stay as they are.
+    """
+
     extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["hidden"] = list(self.hidden)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "NetSpec":
-        d = dict(d)
-        if "hidden" in d:
-            d["hidden"] = tuple(d["hidden"])
-        return cls(**d)
 
 
 class XyloLIFTorch(TorchModule):

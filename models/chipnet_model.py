@@ -30,7 +30,7 @@ edges) all populations advance together, one step at a time.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
@@ -41,13 +41,10 @@ from rockpool.nn.modules import TorchModule
 from aspen_deploy import chip
 from aspen_deploy.ir import INPUT, READOUT, ChipNet, Edge, Population
 from models.lif import LIFParams, LIFState, leaky_readout, lif_scan, lif_step
+from models.spec import LayeredSpec, SpecError, refuse_unknown_fields
 
 STATE_LIMIT = 8.0  # float saturation at threshold 1.0 (32767 / 4096), as models.aspen_synnet
 READOUT_SKIP_FRACTION = 0.25
-
-
-class SpecError(ValueError):
-    """A model spec dict that cannot be read (unknown keys, wrong values)."""
 
 
 # ---- shared helpers --------------------------------------------------------------------------
@@ -117,42 +114,7 @@ def attach_aux_loss(logits: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
     return _AuxLoss.apply(logits, aux)
 
 
-# ---- the common spec of the layered models ---------------------------------------------------
-
-
-@dataclass
-class LayeredSpec:
-    """15 -> hidden... -> C layered network; time constants in seconds (decays are bit shifts)."""
-
-    n_in: int = chip.IMU_CHANNELS
-    hidden: tuple[int, ...] = (48, 48, 48)
-    n_out: int = 6
-    tau_syn_s: float = 0.02
-    tau_mem_s: float = 0.04
-    # as models.aspen_synnet: short readout time constants keep the readout's DC gain (4) small,
-    # leaving the integer readout membrane room for fine weights
-    tau_syn_out_s: float = 0.01
-    tau_mem_out_s: float = 0.02
-    dt: float = chip.DT_S
-    max_spikes: int = chip.MAX_HIDDEN_SPIKES_PER_STEP
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "LayeredSpec":
-        d = dict(d or {})
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise SpecError(f"unknown {cls.__name__} field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-        if "hidden" in d:
-            d["hidden"] = tuple(int(h) for h in d["hidden"])
-        spec = cls(**d)
-        if not spec.hidden or min(spec.hidden) < 1:
-            raise SpecError(f"hidden must list at least one positive layer size, got {spec.hidden}")
-        return spec
+# ---- the layered models' chain (spec: `models.spec.LayeredSpec`) -----------------------------
 
 
 def layered_chipnet(name: str, spec: LayeredSpec, weights: list[np.ndarray], readout_w: np.ndarray,
@@ -196,10 +158,7 @@ class ChipNetSpec:
         if not d:
             raise SpecError("a chipnet model needs its structure (settings.json 'net'); it is made by "
                             "'aspen import MODEL.nir' or from another model's to_chipnet(), not trained from scratch")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise SpecError(f"unknown ChipNetSpec field(s) {', '.join(unknown)}")
+        refuse_unknown_fields(cls, d, list_known=False)
         try:
             return cls(**d)
         except TypeError as e:

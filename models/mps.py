@@ -48,9 +48,10 @@ import torch
 
 from aspen_deploy import chip
 from aspen_deploy.ir import ChipNet, Population
-from models.chipnet_model import (STATE_LIMIT, LayeredNet, LayeredSpec, SpecError, attach_aux_loss, dash_from_alpha,
-                                  np64, readout_gain, threshold_tensor)
+from models.chipnet_model import (STATE_LIMIT, LayeredNet, attach_aux_loss, dash_from_alpha, np64, readout_gain,
+                                  threshold_tensor)
 from models.lif import SURROGATE_BETA, spike
+from models.spec import LayeredSpec, SpecError
 
 RESETS = ("membrane", "smoothed")
 

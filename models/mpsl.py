@@ -38,8 +38,9 @@ import rockpool.parameters as rp
 import torch
 
 from aspen_deploy.ir import ChipNet, Population
-from models.chipnet_model import ChipNetModel, LayeredNet, LayeredSpec, SpecError, np64, threshold_tensor
+from models.chipnet_model import ChipNetModel, LayeredNet, np64, threshold_tensor
 from models.lif import LIFState, lif_scan, lif_step
+from models.spec import LayeredSpec, SpecError
 
 MODES = ("plastic", "merged")
 
@@ -52,10 +53,11 @@ class MPSLSpec(LayeredSpec):
     eta_sbp: float = 0.1  # self-backpropagation rate
     lambda_init: tuple[float, float, float] = (1.0, 0.1, 0.1)  # l2, l3 small: a strong Hebbian start saturates isyn
 
+    TUPLE_FIELDS = {**LayeredSpec.TUPLE_FIELDS, "lambda_init": float}
+
     @classmethod
     def from_dict(cls, d: dict | None) -> "MPSLSpec":
         spec = super().from_dict(d)
-        spec.lambda_init = tuple(float(v) for v in spec.lambda_init)
         if len(spec.lambda_init) != 3:
             raise SpecError(f"lambda_init needs 3 numbers (l1, l2, l3), got {spec.lambda_init}")
         if spec.tau_w_s <= 0:

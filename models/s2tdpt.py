@@ -38,8 +38,9 @@ from rockpool.nn.modules import TorchModule
 
 from aspen_deploy import chip
 from aspen_deploy.drc import DesignRuleError, Violation
-from models.chipnet_model import STATE_LIMIT, LayeredSpec, SpecError, threshold_tensor, uniform_init
+from models.chipnet_model import STATE_LIMIT, threshold_tensor, uniform_init
 from models.lif import LIFParams, lif_scan
+from models.spec import LayeredSpec, SpecError
 
 
 @dataclass

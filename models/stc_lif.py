@@ -41,9 +41,10 @@ import torch
 from aspen_deploy import chip
 from aspen_deploy.drc import DesignRuleError, Violation
 from aspen_deploy.ir import ChipNet, Edge, Population
-from models.chipnet_model import (STATE_LIMIT, LayeredNet, LayeredSpec, SpecError, conversion_report,
-                                  dash_from_alpha, np64, threshold_tensor, uniform_init)
+from models.chipnet_model import (STATE_LIMIT, LayeredNet, conversion_report, dash_from_alpha, np64,
+                                  threshold_tensor, uniform_init)
 from models.lif import SURROGATE_BETA, spike
+from models.spec import LayeredSpec, SpecError
 
 STATS_MOMENTUM = 0.1
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from helpers_random_config import random_config, random_events
 
-from aspen_deploy.backends.fast import FastBackend
+from aspen_deploy.backends.fast import FastBackend, reciprocal_up
 from aspen_deploy.backends.xylosim import XyloSimBackend
 from aspen_deploy.config import NeuronParams, XyloConfig
 
@@ -217,3 +217,28 @@ def test_alias_copies_spikes_to_the_target_including_neuron_0(target: int):
     assert ref.readout_vmem[0, 1, 0] == 9  # the copied spike arrived
     assert ref.hidden_spike_counts[0].tolist() == [1, 1]
     _assert_equal(ref, got, f"alias {source}->{target} probe")
+
+
+def test_reciprocal_up_gives_the_exact_quotient_where_nearest_rounding_does_not():
+    """The neuron pass divides by multiplying with `reciprocal_up` (all 2**30 pairs: scripts/check_reciprocal.py)."""
+    rng = np.random.default_rng(5)
+    thr = np.unique(np.concatenate([[1, 2, 3, 7, 255, 4095, 4096, 4097, 32766, 32767], rng.integers(1, 32768, 300)]))
+    v = np.arange(32768, dtype=np.float32)[:, None]
+    exact = np.arange(32768)[:, None] // thr[None, :]
+    assert np.array_equal(np.floor(v * reciprocal_up(thr)[None, :]).astype(np.int64), exact)
+    nearest = np.floor(v * (1.0 / thr).astype(np.float32)[None, :]).astype(np.int64)
+    assert (nearest != exact).any()  # the rounding direction is what makes it exact
+
+
+@pytest.mark.parametrize("n_hidden", [1, 31, 33, 90, 130])
+def test_padding_and_several_spike_mask_words_change_nothing(n_hidden: int):
+    """Hidden neurons are padded to whole 32-neuron chunks, the readout to 8 lanes (the pads never
+    show), and spikes are found through 64-neuron masks (90 and 130 hidden need two and three)."""
+    rng = np.random.default_rng(n_hidden)
+    cfg = random_config(rng, max_hidden=n_hidden, regime="busy")
+    while cfg.n_hidden != n_hidden:
+        cfg = random_config(rng, max_hidden=n_hidden, regime="busy")
+    ref, fast = _run_both(cfg, random_events(rng, cfg.n_inputs, 3, 20))
+    _assert_equal(ref, fast, f"{n_hidden} hidden")
+    assert n_hidden <= 64 or fast.hidden_spike_counts[:, 64:].sum() > 0  # the later mask words were used
+    assert fast.hidden_spike_counts.shape == (3, n_hidden) and fast.output_spikes.shape[-1] == cfg.n_outputs

@@ -24,17 +24,8 @@ T_STEPS = 96
 
 
 @pytest.fixture(scope="module")
-def data():
-    from data_prep.pipeline import EventData, EventWindows, prepare_events
-
-    full = prepare_events("synthetic")
-
-    def cut(w, n):
-        idx = np.linspace(0, len(w.y) - 1, n).astype(int)
-        return EventWindows(np.ascontiguousarray(w.x[idx, 100:100 + T_STEPS]), w.y[idx])
-
-    return EventData(cut(full.train, 16), cut(full.val, 8), cut(full.test, 12), full.class_names, full.frontend,
-                     full.spec)
+def data(small_event_data):
+    return small_event_data(16, 8, 12, T_STEPS)
 
 
 def cuba_lif(n, tau_syn=0.02, tau_mem=0.04, thr=1.0, r=None, w_in=None, v_leak=0.0, v_reset=0.0):

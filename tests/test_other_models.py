@@ -29,17 +29,8 @@ SPECS = {
 
 
 @pytest.fixture(scope="module")
-def data():
-    from data_prep.pipeline import EventData, EventWindows, prepare_events
-
-    full = prepare_events("synthetic")
-
-    def cut(w, n):
-        idx = np.linspace(0, len(w.y) - 1, n).astype(int)
-        return EventWindows(np.ascontiguousarray(w.x[idx, 100:100 + T_STEPS]), w.y[idx])
-
-    return EventData(cut(full.train, 32), cut(full.val, 12), cut(full.test, 12), full.class_names, full.frontend,
-                     full.spec)
+def data(small_event_data):
+    return small_event_data(32, 12, 12, T_STEPS)
 
 
 def events(n=4, t=T_STEPS, seed=0, p=0.25):

@@ -21,7 +21,7 @@ from aspen_deploy.power import (
     fit_power_model,
 )
 from aspen_deploy.power.model import CONSTANTS
-from aspen_deploy.power_sweep import _append_row, calibrate
+from aspen_deploy.power_sweep import append_power_row, calibrate
 
 
 def tutorial_net(rng: np.random.Generator) -> XyloConfig:
@@ -133,7 +133,7 @@ def test_calibrate_recovers_known_constants_from_a_synthetic_sweep(tmp_path):
     rng = np.random.default_rng(3)
     csv_path = tmp_path / "measured.csv"
     for r in synthetic_rows(TRUE, rng):
-        _append_row(csv_path, r)
+        append_power_row(csv_path, r)
     model, report = calibrate(csv_path, tmp_path / "model.json")
     for name in CONSTANTS:
         assert getattr(model, name) == pytest.approx(getattr(TRUE, name), rel=0.05), name
@@ -161,7 +161,7 @@ def test_calibrate_refuses_csvs_without_measured_rows(tmp_path):
     rng = np.random.default_rng(5)
     p = tmp_path / "modelled.csv"
     for r in synthetic_rows(TRUE, rng):
-        _append_row(p, {**r, "power_source": "modelled"})
+        append_power_row(p, {**r, "power_source": "modelled"})
     with pytest.raises(PowerModelError, match="no measured rows"):
         calibrate(p, tmp_path / "m.json")
     model, _ = calibrate(p, tmp_path / "m.json", include_modelled=True)

@@ -39,7 +39,14 @@ class RunResult:
 def predict_from_vmem(readout_vmem: np.ndarray, skip_fraction: float = READOUT_SKIP_FRACTION) -> np.ndarray:
     """Class = argmax over outputs of the readout membrane averaged over the last (1 - skip) of T."""
     t0 = int(readout_vmem.shape[1] * skip_fraction)
-    return np.argmax(readout_vmem[:, t0:, :].astype(np.float64).mean(axis=1), axis=-1).astype(np.int64)
+    v = readout_vmem[:, t0:, :]
+    # integer membranes: the sum has the mean's argmax (sums differ by >= 1, their means by >= 1/T,
+    # far above float64 rounding) and needs no float copy
+    if np.issubdtype(v.dtype, np.integer):
+        total = np.einsum("ntk->nk", v, dtype=np.int64)  # einsum: 2x faster than sum(axis=1) here
+    else:
+        total = v.astype(np.float64).mean(axis=1)
+    return np.argmax(total, axis=-1).astype(np.int64)
 
 
 def check_events(events: np.ndarray, n_inputs: int) -> np.ndarray:
@@ -56,7 +63,7 @@ def check_events(events: np.ndarray, n_inputs: int) -> np.ndarray:
     if not np.issubdtype(x.dtype, np.integer):
         if not np.all(np.isfinite(x)) or not np.all(x == np.round(x)):
             raise ValueError("input events must be whole numbers (event counts per step)")
-    x = x.astype(np.int64)
+    x = x.astype(np.int64, copy=False)
     if x.min() < 0:
         raise ValueError("input event counts must be >= 0")
     return x

@@ -42,24 +42,31 @@ windows in parallel with ``prange``), per window and step:
   (a list built at t-1), into one float32 accumulator;
 * one vectorized pass (8 float32 lanes) runs steps 2-4 for every neuron on integer-valued
   float32 state, exact because every value on this path stays below 2**24; the per-lane
-  ``floor(v / thr)`` is a reciprocal multiply corrected by two exact comparisons;
+  ``floor(v / thr)`` is one multiply by `reciprocal_up` (exact for all int16 operands);
 * a neuron is redone event by event in integer chip order (`_hidden_exact`) when the
   plain sum might differ from the saturating sequence (``|isyn| + s_in max|w_in| +
   s_rec max|w_rec| > 32767``, with s_in, s_rec the events delivered this step: otherwise no
-  partial sum can leave int16) and always when its threshold is <= 0 or it takes part in an
-  alias (their order matters): rare in trained networks;
-* a branch-free scan builds the spike list for t+1.
+  partial sum can leave int16) and always when its threshold is <= 0, its v_mem_decay is 0
+  or it takes part in an alias (their order matters): rare in trained networks;
+* the spike list for t+1 comes from walking the set bits of 64-neuron masks of the
+  spike counts (count trailing zeros), not from a branch per neuron.
 
-Lessons that shaped the code: numba's integer reductions inside a loop keep LLVM from
-vectorizing it (so the neuron pass has none), the zero-division checks of numba's default
-error model do too (``error_model="numpy"``), and so does a long list of separate arrays
-(runtime alias checks): state and parameters are rows of two 2-D arrays. Float32 min/max
-compile to vminps/vmaxps.
+Lessons that shaped the code (each measured): numba's integer reductions inside a loop keep
+LLVM from vectorizing it (so the neuron pass has none), the zero-division checks of numba's
+default error model do too (``error_model="numpy"``), so do a long list of separate arrays
+(runtime alias checks: state and parameters are rows of two 2-D arrays) and a signed loop
+index that does not start at 0 (numba's negative-index wrap check: loops over ranges use
+unsigned indices). A slice is an array object whose reference count numba updates
+atomically (slower than adding 48 floats), so the kernel indexes instead of slicing. LLVM's
+vectorized loop does 32 floats per iteration and leaves the rest to a scalar loop: weight
+rows are widened to whole 32-column chunks (adding zeros is cheaper) and the hidden
+population is padded to match.
 
-Measured on the shared 2-core machine (other jobs running; best of 3): the demo batch takes
-0.09-0.18 s on one thread, against 6-15 s for `XyloSimBackend` (Rockpool ``evolve`` with
-``record=True``): 70-100x on one core; the second core adds up to ~1.8x when it is free.
-The neuron pass is ~45 % of the time, the spike-list scan ~20 %, delivery ~15 %.
+Measured on the shared 2-core machine (other jobs running; best of 5): ``python
+scripts/bench_sim.py --repeats 5`` runs the demo batch in 0.056-0.063 s on one thread and
+0.031-0.043 s on two, against 4.8-5.4 s for `XyloSimBackend` (Rockpool ``evolve`` with
+``record=True``): 83-91x on one core, 125-143x on both (the kernel is ~85 % of it, the rest
+is input checks and the cycles model in numpy). Earlier versions of this kernel: 43x / 79x.
 """
 
 from __future__ import annotations
@@ -75,16 +82,20 @@ from aspen_deploy.config import XyloConfig
 
 try:  # numba is a core dependency; the message says what to do if it is missing
     from numba import njit, prange
+    from numba.cpython.unsafe.numbers import trailing_zeros
 except ImportError as e:  # pragma: no cover - exercised only without numba
     raise ImportError("the fast backend needs numba: pip install numba (or use backend 'xylosim')") from e
 
 S16_MIN, S16_MAX = chip.STATE_MIN, chip.STATE_MAX
-# rows of the per-window state array S (float32, one column per hidden neuron); one array so
-# that LLVM's alias checks stay few enough for it to vectorize the neuron pass
+LANES = 8  # float32 lanes of one AVX2 register
+CHUNK = 4 * LANES  # what LLVM's vectorized loops do per iteration; hidden neurons are padded to it
+# rows of the per-window state array S (float32, one column per neuron); one array so that
+# LLVM's alias checks stay few enough for it to vectorize the neuron pass
 ISYN, VMEM, ACC, CUR, COUNT = 0, 2, 4, 5, 6  # ISYN and VMEM take two rows each
 N_ROWS = 7
-# rows of the parameter array P (float32, one column per hidden neuron)
-P_INV_DS, P_INV_DM, P_BIAS, P_THR, P_RCP, P_M_IN, P_M_REC, P_SPECIAL = range(8)
+# rows of the parameter array P (float32, one column per neuron)
+P_INV_DS, P_INV_DM, P_BIAS, P_THR, P_RCP, P_M_IN, P_M_REC = range(7)
+N_PARAM_ROWS = 7
 
 
 def wrap16(v: np.ndarray) -> np.ndarray:
@@ -176,6 +187,8 @@ def prepare(cfg: XyloConfig) -> FastParams:
     dash_mem, dash_syn = i32(cfg.hidden.v_mem_decay), i32(cfg.hidden.i_syn_decay)
     in_lo, in_hi = _row_ranges(w_in)
     rec_lo, rec_hi = _row_ranges(w_rec)
+    n_out = cfg.n_outputs
+    nh, no = _padded(n_hid), _padded(n_out)  # padding neurons have no weights: they never spike
     return FastParams(
         w_in=w_in,
         w_rec=w_rec,
@@ -191,14 +204,15 @@ def prepare(cfg: XyloConfig) -> FastParams:
         bias_out=i32(cfg.readout.v_mem_bias),
         has_bias=bool(cfg.bias_enable),
         cycle_shape=CycleShape.of(cfg),
-        wf_in=w_in.astype(np.float32),
-        wf_rec=w_rec.astype(np.float32),
-        wf_out=w_out.astype(np.float32),
+        wf_in=_pad_f32(w_in, w_in.shape[0], nh),
+        wf_rec=_pad_f32(w_rec, nh, nh),
+        wf_out=_pad_f32(w_out, w_out.shape[0], no),
         in_lo=in_lo,
         in_hi=in_hi,
         rec_lo=rec_lo,
         rec_hi=rec_hi,
         P=_param_rows(
+            nh,
             np.abs(w_in).max(axis=0, initial=0),
             np.abs(w_rec).max(axis=0, initial=0),
             thr,
@@ -208,54 +222,84 @@ def prepare(cfg: XyloConfig) -> FastParams:
             alias,
         ),
         PO=_param_rows(
+            no,
             np.zeros(0, np.int32),
             np.abs(w_out).max(axis=0, initial=0),
             i32(cfg.readout.threshold),
             i32(cfg.readout.v_mem_decay),
             i32(cfg.readout.i_syn_decay),
-            i32(cfg.readout.v_mem_bias) if cfg.bias_enable else np.zeros(cfg.n_outputs, np.int32),
-            np.full(cfg.n_outputs, -1, np.int32),
+            i32(cfg.readout.v_mem_bias) if cfg.bias_enable else np.zeros(n_out, np.int32),
+            np.full(n_out, -1, np.int32),
         ),
     )
 
 
+def _padded(n: int, chunk: int = CHUNK) -> int:
+    """``n`` rounded up to whole chunks."""
+    return -(-n // chunk) * chunk
+
+
+def _pad_f32(w: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    out = np.zeros((rows, cols), np.float32)
+    out[: w.shape[0], : w.shape[1]] = w
+    return out
+
+
+def reciprocal_up(thr: np.ndarray) -> np.ndarray:
+    """The smallest float32 >= 1 / thr, for thresholds 1..32767.
+
+    With it ``floor(float32(v) * reciprocal_up(thr)) == v // thr`` for every 0 <= v <= 32767:
+    ``v * r`` lies in ``[v / thr, (v / thr)(1 + 2**-23)]`` and rounding keeps it below the next
+    integer because ``(v // thr + 1) thr <= 2**16`` leaves a gap of at least ``1 / thr``
+    (checked for all 2**30 pairs by ``scripts/check_reciprocal.py``; sampled in the tests).
+    """
+    t = np.asarray(thr, dtype=np.float64)
+    r = (1.0 / t).astype(np.float32)
+    return np.where(r.astype(np.float64) < 1.0 / t, np.nextafter(r, np.float32(np.inf)), r).astype(np.float32)
+
+
 def _param_rows(
-    m_in: np.ndarray, m_rec: np.ndarray, thr: np.ndarray, dash_mem: np.ndarray, dash_syn: np.ndarray,
+    width: int, m_in: np.ndarray, m_rec: np.ndarray, thr: np.ndarray, dash_mem: np.ndarray, dash_syn: np.ndarray,
     bias: np.ndarray, alias: np.ndarray,
 ) -> np.ndarray:  # fmt: skip
-    """float32 (8, N) rows for the vectorized neuron pass of one population (row indices ``P_*``).
+    """float32 (N_PARAM_ROWS, width) rows for the vectorized neuron pass of one population.
 
     ``P_INV_DS``/``P_INV_DM``: 2**-dash (floor(v * 2**-d) == v >> d exactly); ``P_BIAS``: the
-    bias, 0 when disabled; ``P_THR``: threshold, 1 where thr <= 0 (those neurons are special);
-    ``P_RCP``: float32(1 / thr). For 0 <= v < 2**15 the product v * rcp is within
-    2**15 * 2**-23 < 0.01 of v / thr, so its floor is floor(v / thr) or one off, and the two
-    exact integer comparisons in `_neuron_pass` correct it. ``P_M_IN``/``P_M_REC``: largest
-    |effective weight| reaching each neuron from the inputs (``m_in`` covers the first
-    len(m_in) neurons) and from hidden neurons (for the saturation bound); ``P_SPECIAL``: 1
-    for neurons always computed exactly (thr <= 0, alias source or target).
+    bias, 0 when disabled; ``P_THR``: threshold, 1 where thr <= 0; ``P_RCP``: `reciprocal_up`
+    of it. ``P_M_IN``/``P_M_REC``: largest |effective weight| reaching each neuron from the
+    inputs (``m_in`` covers the first len(m_in) neurons) and from hidden neurons, for the
+    saturation bound; both are +inf for neurons that are always computed exactly (threshold <= 0,
+    alias source or target, v_mem_decay 0 whose ``-(v >> 0)`` can wrap), which makes the bound
+    inf or NaN and so fail. Columns past len(thr) pad the population to whole vectors: no weights,
+    threshold 32767, so they never spike.
     """
     n = len(thr)
-    P = np.zeros((8, n), np.float32)
-    P[P_INV_DS] = 2.0 ** -dash_syn.astype(np.float64)
-    P[P_INV_DM] = 2.0 ** -dash_mem.astype(np.float64)
-    P[P_BIAS] = bias
-    P[P_THR] = np.where(thr > 0, thr, 1)
-    P[P_RCP] = (1.0 / P[P_THR]).astype(np.float32)
+    P = np.zeros((N_PARAM_ROWS, width), np.float32)
+    P[P_INV_DS] = P[P_INV_DM] = 1.0
+    P[P_THR] = S16_MAX
+    P[P_INV_DS, :n] = 2.0 ** -dash_syn.astype(np.float64)
+    P[P_INV_DM, :n] = 2.0 ** -dash_mem.astype(np.float64)
+    P[P_BIAS, :n] = bias
+    P[P_THR, :n] = np.where(thr > 0, thr, 1)
+    P[P_RCP] = reciprocal_up(P[P_THR])
     P[P_M_IN, : len(m_in)] = m_in
-    P[P_M_REC] = m_rec
+    P[P_M_REC, :n] = m_rec
     aliased = alias >= 0
-    special = (thr <= 0) | aliased
+    special = (thr <= 0) | aliased | (dash_mem == 0)
     special[alias[aliased]] = True
-    P[P_SPECIAL] = special
+    P[P_M_IN, :n][special] = np.inf
+    P[P_M_REC, :n][special] = np.inf
     return P
 
 
 def _row_ranges(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the half-open column range that holds its non-zero entries (0, 0 when none)."""
+    """Per row, a half-open column range that holds its non-zero entries (0, 0 when none), widened
+    to whole chunks of `CHUNK` columns: LLVM's vectorized loop does 32 floats per iteration and
+    leaves any rest to a scalar loop, slower than adding the zeros it covers."""
     nz = w != 0
     any_nz = nz.any(axis=1)
-    lo = np.where(any_nz, nz.argmax(axis=1), 0)
-    hi = np.where(any_nz, w.shape[1] - nz[:, ::-1].argmax(axis=1), 0)
+    lo = np.where(any_nz, nz.argmax(axis=1), 0) // CHUNK * CHUNK
+    hi = -(-np.where(any_nz, w.shape[1] - nz[:, ::-1].argmax(axis=1), 0) // CHUNK) * CHUNK
     return lo.astype(np.int32), hi.astype(np.int32)
 
 
@@ -264,6 +308,7 @@ def _row_ranges(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # the per-neuron pass over 8 float32 lanes; float32 min/max become vminps/vmaxps.
 _JIT = dict(cache=True, error_model="numpy")
 F32 = np.float32
+U64 = np.uint64
 
 
 @njit(**_JIT)
@@ -340,11 +385,12 @@ def _hidden_exact(
     return s, v, n
 
 
-@njit(**_JIT)
-def _axpy(acc, k, w):
-    """acc += k * w over two equal-length slices (this loop form is the one LLVM vectorizes)."""
-    for j in range(acc.shape[0]):
-        acc[j] += k * w[j]
+@njit(inline="always", **_JIT)
+def _axpy(S, row, k, W, i, lo, hi):
+    """``S[row, lo:hi] += k * W[i, lo:hi]``, written without slices: a slice is an array object
+    whose reference count numba updates atomically, which costs more than these few adds."""
+    for j in range(U64(lo), U64(hi)):  # unsigned: no negative-index wrap check, which would keep
+        S[row, j] += k * W[i, j]  # LLVM from vectorizing
 
 
 @njit(**_JIT)
@@ -365,9 +411,10 @@ def _readout_exact(isyn, vmem, p_idx, p_cnt, n_prev, oen0, w_out, o, thr, dm, ds
 def _run_window(
     x, P, PO, w_in, wf_in, in_lo, in_hi, w_rec, wf_rec, rec_lo, rec_hi, w_out, wf_out,
     thr, dm, ds, bias, alias, has_alias, thr_o, dm_o, ds_o, bias_o, has_bias,
-    out_spk, out_vmem, hid_counts, hid_active,
+    out_spk, out_vmem, hid_counts, hid_active, in_active,
 ):  # fmt: skip
-    """One window from reset: x (T, Nin); writes out_spk/out_vmem (T, Nout), hid_counts (Nhid,), hid_active (T,).
+    """One window from reset: x (T, Nin); writes out_spk/out_vmem (T, Nout), hid_counts (Nhid,),
+    hid_active and in_active (T,): hidden neurons that spiked, input channels with events.
 
     State is integer-valued float32 (exact: every value on the fast path is below 2**24 in
     magnitude); rows ISYN/VMEM come in two copies, read from ``t & 1`` and written to the
@@ -376,9 +423,12 @@ def _run_window(
     n_t, n_in = x.shape
     n_hid = thr.shape[0]
     n_out = thr_o.shape[0]
+    nh = P.shape[1]  # padded to whole vectors
+    no = PO.shape[1]
     oen0 = n_hid - w_out.shape[0]
-    S = np.zeros((N_ROWS, n_hid), np.float32)
-    SO = np.zeros((N_ROWS, n_out), np.float32)
+    oen0u = U64(oen0)
+    S = np.zeros((N_ROWS, nh), np.float32)
+    SO = np.zeros((N_ROWS, no), np.float32)
     alias_in = np.zeros(n_hid, np.int64)
     in_idx = np.zeros(n_in, np.int32)
     in_cnt = np.zeros(n_in, np.int32)
@@ -389,12 +439,12 @@ def _run_window(
     for t in range(n_t):
         ro = t & 1  # rows / list of step t-1
         rw = 1 - ro  # rows / list of step t
-        p_idx = pre_idx[ro]
-        p_cnt = pre_cnt[ro]
         n_prev = n_pre[ro]
         # 1. delivery as plain sums; s_in, s_rec, s_out bound every partial sum of any add order
-        S[ACC, :] = 0
-        SO[ACC, :] = 0
+        for j in range(nh):
+            S[ACC, j] = 0
+        for o in range(no):
+            SO[ACC, o] = 0
         n_in_act = 0
         s_in = 0
         for c in range(n_in):
@@ -404,45 +454,51 @@ def _run_window(
                 in_cnt[n_in_act] = k
                 n_in_act += 1
                 s_in += k
-                _axpy(S[ACC, in_lo[c] : in_hi[c]], F32(k), wf_in[c, in_lo[c] : in_hi[c]])
+                _axpy(S, ACC, F32(k), wf_in, c, in_lo[c], in_hi[c])
+        in_active[t] = n_in_act
         s_rec = 0
         s_out = 0
         for a in range(n_prev):
-            i = p_idx[a]
-            k = p_cnt[a]
+            i = U64(pre_idx[ro, a])
+            k = pre_cnt[ro, a]
             s_rec += k
-            _axpy(S[ACC, rec_lo[i] : rec_hi[i]], F32(k), wf_rec[i, rec_lo[i] : rec_hi[i]])
-            if i >= oen0:
+            _axpy(S, ACC, F32(k), wf_rec, i, rec_lo[i], rec_hi[i])
+            if i >= oen0u:
                 s_out += k
-                _axpy(SO[ACC], F32(k), wf_out[i - oen0])
-        # 2-4. every hidden neuron at once, vectorized (a reduction in this loop would stop
-        # LLVM vectorizing it); CUR = -1 marks neurons to redo exactly
-        _neuron_pass(S, P, ro, rw, F32(s_in), F32(s_rec), F32(31))
+                _axpy(SO, ACC, F32(k), wf_out, i - oen0u, 0, no)
+        # 2-4. every hidden neuron at once, vectorized; CUR = -1 marks neurons to redo exactly
+        _neuron_pass(S, P, ro, rw, F32(s_in), F32(s_rec), F32(31), has_bias)
         # exact path in index order (aliases make the order matter), spike list for step t+1
-        n_new = 0
+        n_new = U64(0)  # unsigned indices here: numba's negative-index wrap checks cost more than the work
         if not has_alias:
-            for j in range(n_hid):
-                c = S[CUR, j]
-                if c < F32(0):
-                    si, vi, n = _hidden_exact(
-                        j, np.int64(S[ISYN + ro, j]), np.int64(S[VMEM + ro, j]), in_idx, in_cnt, n_in_act,
-                        w_in, p_idx, p_cnt, n_prev, w_rec, thr[j], dm[j], ds[j], bias[j], has_bias, 0,
-                    )  # fmt: skip
-                    S[ISYN + rw, j] = si
-                    S[VMEM + rw, j] = vi
-                    S[CUR, j] = n
-                    c = F32(n)
-                # branch-free append: spikes are sparse and random, a branch here mispredicts
-                pre_idx[rw, n_new] = j
-                pre_cnt[rw, n_new] = np.int32(c)
-                n_new += 1 if c > F32(0) else 0
+            # walk the set bits of a 64-neuron mask of CUR != 0 (spiked or to redo): spikes are
+            # sparse, and a branch per neuron would mispredict
+            for base in range(U64(0), U64(nh), U64(64)):
+                m = U64(0)
+                for l in range(min(U64(64), U64(nh) - base)):
+                    m |= U64(S[CUR, base + l] != F32(0)) << l
+                while m != U64(0):
+                    j = base + trailing_zeros(m)
+                    m &= m - U64(1)
+                    c = S[CUR, j]
+                    if c < F32(0):
+                        si, vi, n = _hidden_exact(
+                            j, np.int64(S[ISYN + ro, j]), np.int64(S[VMEM + ro, j]), in_idx, in_cnt, n_in_act,
+                            w_in, pre_idx[ro], pre_cnt[ro], n_prev, w_rec, thr[j], dm[j], ds[j], bias[j], has_bias, 0,
+                        )  # fmt: skip
+                        S[ISYN + rw, j] = si
+                        S[VMEM + rw, j] = vi
+                        c = F32(n)
+                    pre_idx[rw, n_new] = j
+                    pre_cnt[rw, n_new] = np.int32(c)
+                    n_new += U64(1) if c > F32(0) else U64(0)
         else:
             alias_in[:] = 0
             for j in range(n_hid):
                 if S[CUR, j] < F32(0):  # all alias sources and targets are flagged
                     si, vi, n = _hidden_exact(
                         j, np.int64(S[ISYN + ro, j]), np.int64(S[VMEM + ro, j]), in_idx, in_cnt, n_in_act,
-                        w_in, p_idx, p_cnt, n_prev, w_rec, thr[j], dm[j], ds[j], bias[j], has_bias, alias_in[j],
+                        w_in, pre_idx[ro], pre_cnt[ro], n_prev, w_rec, thr[j], dm[j], ds[j], bias[j], has_bias, alias_in[j],
                     )  # fmt: skip
                     S[ISYN + rw, j] = si
                     S[VMEM + rw, j] = vi
@@ -453,22 +509,22 @@ def _run_window(
                             S[CUR, a] = min(S[CUR, a] + n, 31)
                         else:  # it starts from these spikes when its turn comes
                             alias_in[a] = min(alias_in[a] + n, 31)
-            for j in range(n_hid):
+            for j in range(U64(n_hid)):
                 c = S[CUR, j]
                 pre_idx[rw, n_new] = j
                 pre_cnt[rw, n_new] = np.int32(c)
-                n_new += 1 if c > F32(0) else 0
+                n_new += U64(1) if c > F32(0) else U64(0)
         for a in range(n_new):
-            S[COUNT, pre_idx[rw, a]] += pre_cnt[rw, a]
+            S[COUNT, U64(pre_idx[rw, a])] += pre_cnt[rw, a]
         n_pre[rw] = n_new
         hid_active[t] = n_new
         # 5. readout neurons, fed by the spikes of step t-1, vectorized the same way (cap 1)
-        _neuron_pass(SO, PO, ro, rw, F32(0), F32(s_out), F32(1))
+        _neuron_pass(SO, PO, ro, rw, F32(0), F32(s_out), F32(1), has_bias)
         for o in range(n_out):
             c = SO[CUR, o]
             if c < F32(0):
                 si, vi, n = _readout_exact(
-                    np.int64(SO[ISYN + ro, o]), np.int64(SO[VMEM + ro, o]), p_idx, p_cnt, n_prev, oen0, w_out, o,
+                    np.int64(SO[ISYN + ro, o]), np.int64(SO[VMEM + ro, o]), pre_idx[ro], pre_cnt[ro], n_prev, oen0, w_out, o,
                     thr_o[o], dm_o[o], ds_o[o], bias_o[o], has_bias,
                 )  # fmt: skip
                 SO[ISYN + rw, o] = si
@@ -480,33 +536,28 @@ def _run_window(
         hid_counts[j] = np.int64(S[COUNT, j])  # exact below 2**24 spikes per neuron
 
 
-@njit(**_JIT)
-def _neuron_pass(S, P, ro, rw, s_in, s_rec, n_max):
+@njit(inline="always", **_JIT)
+def _neuron_pass(S, P, ro, rw, s_in, s_rec, n_max, has_bias):
     """Steps 2-4 for all neurons of one population on integer-valued float32 rows (vectorized).
 
     Reads rows ``ISYN+ro``, ``VMEM+ro``, ``ACC``; writes ``ISYN+rw``, ``VMEM+rw`` and ``CUR``
     (spike count, or -1 where the neuron must be redone by the exact path: a saturating add
-    could have clipped (bound ``|isyn| + s_in m_in + s_rec m_rec > 32767``) or the neuron is
-    special). Spikes: ``k = min(floor(max(v, 0) / thr), n_max)``, ``v -= k thr``.
+    could have clipped, ``|isyn| + s_in m_in + s_rec m_rec > 32767``, or the neuron is special
+    and has m = inf). Spikes: ``k = min(floor(max(v, 0) * rcp_up), n_max)`` (exact, see
+    `reciprocal_up`), ``v -= k thr``. ``-(v >> 0)`` could wrap, so v_mem_decay 0 is special.
     """
     for j in range(S.shape[1]):
         s0 = S[ISYN + ro, j]
         s = s0 + S[ACC, j]
         s = s - _decay_f(s, P[P_INV_DS, j])
         v0 = S[VMEM + ro, j]
-        d = -_decay_f(v0, P[P_INV_DM, j])
-        d = F32(-32768) if d == F32(32768) else d  # the int16 wrap of -(-32768)
-        d = _sat_f(d + s)
-        d = _sat_f(d + P[P_BIAS, j])  # bias is 0 when disabled, and sat(d + 0) == d
+        d = _sat_f(s - _decay_f(v0, P[P_INV_DM, j]))
+        if has_bias:  # loop-invariant: LLVM compiles two loops
+            d = _sat_f(d + P[P_BIAS, j])
         v = _sat_f(v0 + d)
-        vp = max(v, F32(0))
-        thr = P[P_THR, j]
-        k = np.floor(vp * P[P_RCP, j])  # floor(vp / thr) or one off (see _param_rows); vdivps is slow
-        k = k - F32(k * thr > vp)
-        k = k + F32((k + F32(1)) * thr <= vp)
-        k = min(k, n_max)
-        v = v - k * thr
-        ok = (abs(s0) + s_in * P[P_M_IN, j] + s_rec * P[P_M_REC, j] <= F32(32767)) & (P[P_SPECIAL, j] == F32(0))
+        k = min(np.floor(max(v, F32(0)) * P[P_RCP, j]), n_max)
+        v = v - k * P[P_THR, j]
+        ok = abs(s0) + s_in * P[P_M_IN, j] + s_rec * P[P_M_REC, j] <= F32(32767)
         S[ISYN + rw, j] = s
         S[VMEM + rw, j] = v
         S[CUR, j] = k if ok else F32(-1)
@@ -516,25 +567,27 @@ def _neuron_pass(S, P, ro, rw, s_in, s_rec, n_max):
 def _run_kernel(
     x, P, PO, w_in, wf_in, in_lo, in_hi, w_rec, wf_rec, rec_lo, rec_hi, w_out, wf_out,
     thr, dm, ds, bias, alias, has_alias, thr_o, dm_o, ds_o, bias_o, has_bias,
-    out_spk, out_vmem, hid_counts, hid_active,
+    out_spk, out_vmem, hid_counts, hid_active, in_active,
 ):  # fmt: skip
     """All windows, in parallel over the window axis."""
     for b in prange(x.shape[0]):
         _run_window(
             x[b], P, PO, w_in, wf_in, in_lo, in_hi, w_rec, wf_rec, rec_lo, rec_hi, w_out, wf_out,
             thr, dm, ds, bias, alias, has_alias, thr_o, dm_o, ds_o, bias_o, has_bias,
-            out_spk[b], out_vmem[b], hid_counts[b], hid_active[b],
+            out_spk[b], out_vmem[b], hid_counts[b], hid_active[b], in_active[b],
         )  # fmt: skip
 
 
 @dataclass
 class SimOutput:
-    """Raw simulator output: (N, T, Nout) spikes and vmem, (N, Nhid) spike counts, (N, T) active hidden neurons."""
+    """Raw simulator output: (N, T, Nout) spikes and vmem, (N, Nhid) spike counts, (N, T) hidden
+    neurons that spiked and input channels with events."""
 
     output_spikes: np.ndarray
     readout_vmem: np.ndarray
     hidden_spike_counts: np.ndarray
     hidden_active: np.ndarray
+    input_active: np.ndarray
 
 
 def simulate(p: FastParams, events: np.ndarray) -> SimOutput:
@@ -548,12 +601,13 @@ def simulate(p: FastParams, events: np.ndarray) -> SimOutput:
         readout_vmem=np.zeros((n, t, n_out), np.int32),
         hidden_spike_counts=np.zeros((n, n_hid), np.int64),
         hidden_active=np.zeros((n, t), np.int32),
+        input_active=np.zeros((n, t), np.int32),
     )
     _run_kernel(
         x, p.P, p.PO, p.w_in, p.wf_in, p.in_lo, p.in_hi, p.w_rec, p.wf_rec, p.rec_lo, p.rec_hi, p.w_out, p.wf_out,
         p.thr, p.dash_mem, p.dash_syn, p.bias, p.alias, bool((p.alias >= 0).any()),
         p.thr_out, p.dash_mem_out, p.dash_syn_out, p.bias_out, p.has_bias,
-        out.output_spikes, out.readout_vmem, out.hidden_spike_counts, out.hidden_active,
+        out.output_spikes, out.readout_vmem, out.hidden_spike_counts, out.hidden_active, out.input_active,
     )  # fmt: skip
     return out
 
@@ -581,11 +635,10 @@ class FastBackend:
             raise RuntimeError("load a configuration before running the fast backend")
         x = check_events(events, self._config.n_inputs)
         sim = simulate(self._params, x)
-        input_active = np.count_nonzero(x, axis=-1)
         return RunResult(
-            output_spikes=sim.output_spikes.astype(np.int64),
-            readout_vmem=sim.readout_vmem.astype(np.int64),
+            output_spikes=sim.output_spikes,  # int32 as the kernel writes them: an int64 copy costs ~1 ms per 256 windows
+            readout_vmem=sim.readout_vmem,
             hidden_spike_counts=sim.hidden_spike_counts,
-            cycles_per_step=cycles_from_activity(self._params.cycle_shape, input_active, sim.hidden_active),
+            cycles_per_step=cycles_from_activity(self._params.cycle_shape, sim.input_active, sim.hidden_active),
             prediction=predict_from_vmem(sim.readout_vmem),
         )
