@@ -276,3 +276,18 @@ def test_cycles_per_step_checks_shapes():
         cycles_per_step(cfg, np.zeros((1, 5, 3)), np.zeros((1, 5, 12)))
     with pytest.raises(ValueError, match="agree"):
         cycles_per_step(cfg, np.zeros((1, 5, 4)), np.zeros((1, 6, 12)))
+
+
+def test_cycles_of_many_steps_by_table_equal_the_formula_step_by_step():
+    """Large batches look the cycles up in a table of every (inputs, hidden) pair: the same floats."""
+    from aspen_deploy.backends.cycles import _cycles_formula, cycles_from_activity
+
+    rng = np.random.default_rng(3)
+    cfg = random_config(rng, max_hidden=40)
+    shape = CycleShape.of(cfg)
+    ia = rng.integers(0, cfg.n_inputs + 1, size=(50, 300))
+    ha = rng.integers(0, cfg.n_hidden + 1, size=(50, 300))
+    assert ia.size > 4 * (cfg.n_inputs + 1) * (cfg.n_hidden + 1)  # the table path is taken
+    assert np.array_equal(cycles_from_activity(shape, ia, ha), _cycles_formula(shape, ia, ha))
+    with pytest.raises(ValueError, match="0.."):
+        cycles_from_activity(shape, ia, ha + cfg.n_hidden + 1)

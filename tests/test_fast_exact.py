@@ -242,3 +242,20 @@ def test_padding_and_several_spike_mask_words_change_nothing(n_hidden: int):
     _assert_equal(ref, fast, f"{n_hidden} hidden")
     assert n_hidden <= 64 or fast.hidden_spike_counts[:, 64:].sum() > 0  # the later mask words were used
     assert fast.hidden_spike_counts.shape == (3, n_hidden) and fast.output_spikes.shape[-1] == cfg.n_outputs
+
+
+def test_windows_in_lockstep_groups_equal_windows_run_alone():
+    """Windows are stepped in groups (`WINDOWS_PER_GROUP`); 9 windows span full groups and a partial one."""
+    rng = np.random.default_rng(9)
+    cfg = random_config(rng, max_hidden=70, regime="busy")
+    x = random_events(rng, cfg.n_inputs, 9, 25)
+    fast = FastBackend()
+    fast.load(cfg)
+    together = fast.run(x)
+    for b in range(9):
+        _assert_equal(fast.run(x[b : b + 1]), _take(together, b), f"window {b}")
+    assert together.hidden_spike_counts.sum() > 0
+
+
+def _take(r, b: int):
+    return type(r)(**{f: getattr(r, f)[b : b + 1] for f in FIELDS})

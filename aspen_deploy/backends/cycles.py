@@ -79,6 +79,18 @@ def cycles_from_activity(
     float64 cycles of that shape (formula in the module docstring).
     """
     s = cfg if isinstance(cfg, CycleShape) else CycleShape.of(cfg)
+    ia, ha = np.asarray(input_active), np.asarray(hidden_active)
+    if ia.size > 4 * (s.n_in + 1) * (s.n_hid + 1) and ia.dtype.kind in "iu" and ha.dtype.kind in "iu":
+        # many steps: evaluate the formula once per possible (inputs, hidden) pair and look the
+        # steps up (the same expression, so the same floats, ~5x faster than per step)
+        grid = _cycles_formula(s, np.arange(s.n_in + 1)[:, None], np.arange(s.n_hid + 1)[None, :])
+        if ia.min(initial=0) < 0 or ha.min(initial=0) < 0 or ia.max(initial=0) > s.n_in or ha.max(initial=0) > s.n_hid:
+            raise ValueError(f"active counts must lie in 0..{s.n_in} (inputs) and 0..{s.n_hid} (hidden neurons)")
+        return grid[ia, ha]
+    return _cycles_formula(s, ia, ha)
+
+
+def _cycles_formula(s: CycleShape, input_active: np.ndarray, hidden_active: np.ndarray) -> np.ndarray:
     p_in = np.asarray(input_active, dtype=np.float64) / s.n_in
     p_h = np.asarray(hidden_active, dtype=np.float64) / s.n_hid
     a = s.alias_rate

@@ -91,11 +91,11 @@ LANES = 8  # float32 lanes of one AVX2 register
 CHUNK = 4 * LANES  # what LLVM's vectorized loops do per iteration; hidden neurons are padded to it
 # rows of the per-window state array S (float32, one column per neuron); one array so that
 # LLVM's alias checks stay few enough for it to vectorize the neuron pass
-ISYN, VMEM, ACC, CUR, COUNT = 0, 2, 4, 5, 6  # ISYN and VMEM take two rows each
-N_ROWS = 7
+ISYN, VMEM, CUR, COUNT = range(4)
+N_ROWS = 4
 # rows of the parameter array P (float32, one column per neuron)
-P_INV_DS, P_INV_DM, P_BIAS, P_THR, P_RCP, P_M_IN, P_M_REC = range(7)
-N_PARAM_ROWS = 7
+P_INV_DS, P_INV_DM, P_BIAS, P_THR, P_RCP, P_SPECIAL = range(6)
+N_PARAM_ROWS = 6
 
 
 def wrap16(v: np.ndarray) -> np.ndarray:
@@ -213,8 +213,6 @@ def prepare(cfg: XyloConfig) -> FastParams:
         rec_hi=rec_hi,
         P=_param_rows(
             nh,
-            np.abs(w_in).max(axis=0, initial=0),
-            np.abs(w_rec).max(axis=0, initial=0),
             thr,
             dash_mem,
             dash_syn,
@@ -223,8 +221,6 @@ def prepare(cfg: XyloConfig) -> FastParams:
         ),
         PO=_param_rows(
             no,
-            np.zeros(0, np.int32),
-            np.abs(w_out).max(axis=0, initial=0),
             i32(cfg.readout.threshold),
             i32(cfg.readout.v_mem_decay),
             i32(cfg.readout.i_syn_decay),
@@ -259,19 +255,15 @@ def reciprocal_up(thr: np.ndarray) -> np.ndarray:
 
 
 def _param_rows(
-    width: int, m_in: np.ndarray, m_rec: np.ndarray, thr: np.ndarray, dash_mem: np.ndarray, dash_syn: np.ndarray,
-    bias: np.ndarray, alias: np.ndarray,
-) -> np.ndarray:  # fmt: skip
+    width: int, thr: np.ndarray, dash_mem: np.ndarray, dash_syn: np.ndarray, bias: np.ndarray, alias: np.ndarray
+) -> np.ndarray:
     """float32 (N_PARAM_ROWS, width) rows for the vectorized neuron pass of one population.
 
     ``P_INV_DS``/``P_INV_DM``: 2**-dash (floor(v * 2**-d) == v >> d exactly); ``P_BIAS``: the
     bias, 0 when disabled; ``P_THR``: threshold, 1 where thr <= 0; ``P_RCP``: `reciprocal_up`
-    of it. ``P_M_IN``/``P_M_REC``: largest |effective weight| reaching each neuron from the
-    inputs (``m_in`` covers the first len(m_in) neurons) and from hidden neurons, for the
-    saturation bound; both are +inf for neurons that are always computed exactly (threshold <= 0,
-    alias source or target, v_mem_decay 0 whose ``-(v >> 0)`` can wrap), which makes the bound
-    inf or NaN and so fail. Columns past len(thr) pad the population to whole vectors: no weights,
-    threshold 32767, so they never spike.
+    of it; ``P_SPECIAL``: 1 for neurons always computed exactly by `_hidden_exact` (threshold
+    <= 0, alias source or target, v_mem_decay 0 whose ``-(v >> 0)`` can wrap). Columns past
+    len(thr) pad the population to whole vectors: no weights, threshold 32767, so they never spike.
     """
     n = len(thr)
     P = np.zeros((N_PARAM_ROWS, width), np.float32)
@@ -282,13 +274,10 @@ def _param_rows(
     P[P_BIAS, :n] = bias
     P[P_THR, :n] = np.where(thr > 0, thr, 1)
     P[P_RCP] = reciprocal_up(P[P_THR])
-    P[P_M_IN, : len(m_in)] = m_in
-    P[P_M_REC, :n] = m_rec
     aliased = alias >= 0
     special = (thr <= 0) | aliased | (dash_mem == 0)
     special[alias[aliased]] = True
-    P[P_M_IN, :n][special] = np.inf
-    P[P_M_REC, :n][special] = np.inf
+    P[P_SPECIAL, :n] = special
     return P
 
 
@@ -364,114 +353,75 @@ def _decay_f(v, inv):
     return max(np.floor(v * inv), min(v, F32(1)))
 
 
-@njit(**_JIT)
-def _hidden_exact(
-    j, isyn, vmem, in_idx, in_cnt, n_in_act, w_in, pre_idx, pre_cnt, n_pre_act, w_rec, thr, dm, ds, bias, has_bias, n0
-):
-    """Steps 1-4 for one hidden neuron in integers, event by event in chip order -> (isyn, vmem, spikes)."""
-    s = isyn
-    if j < w_in.shape[1]:
-        for a in range(n_in_act):
-            w = w_in[in_idx[a], j]
-            if w != 0:
-                s = _sat(s + in_cnt[a] * w)  # k equal-sign saturating adds == one clipped add
-    for a in range(n_pre_act):
-        w = w_rec[pre_idx[a], j]
-        if w != 0:
-            s = _sat(s + pre_cnt[a] * w)
-    s -= _decay(s, ds)
-    v = _membrane(vmem, s, dm, bias, has_bias)
-    n, v = _spike(v, thr, n0, 31)
-    return s, v, n
-
-
 @njit(inline="always", **_JIT)
-def _axpy(S, row, k, W, i, lo, hi):
-    """``S[row, lo:hi] += k * W[i, lo:hi]``, written without slices: a slice is an array object
-    whose reference count numba updates atomically, which costs more than these few adds."""
-    for j in range(U64(lo), U64(hi)):  # unsigned: no negative-index wrap check, which would keep
-        S[row, j] += k * W[i, j]  # LLVM from vectorizing
+def _deliver(S, k, W, i, lo, hi):
+    """One event into row ``ISYN``: ``S[ISYN, j] = sat(S[ISYN, j] + k W[i, j])`` for j in lo..hi-1
+    (k equal-sign saturating adds of w are one clipped add of k w), written without slices: a
+    slice is an array object whose reference count numba updates atomically, slower than the
+    adds. Unsigned indices: numba's negative-index wrap check would stop LLVM vectorizing."""
+    for j in range(U64(lo), U64(hi)):
+        S[ISYN, j] = _sat_f(S[ISYN, j] + k * W[i, j])
 
 
 @njit(**_JIT)
-def _readout_exact(isyn, vmem, p_idx, p_cnt, n_prev, oen0, w_out, o, thr, dm, ds, bias, has_bias):
-    """Step 1-5 for one readout neuron in integers, event by event -> (isyn, vmem, spike)."""
-    s = isyn
-    for a in range(n_prev):
-        i = p_idx[a]
-        if i >= oen0 and w_out[i - oen0, o] != 0:
-            s = _sat(s + p_cnt[a] * w_out[i - oen0, o])
-    s -= _decay(s, ds)
-    v = _membrane(vmem, s, dm, bias, has_bias)
-    n, v = _spike(v, thr, 0, 1)
-    return s, v, n
+def _special_neuron(isyn, vmem, thr, dm, bias, has_bias, n0, n_max):
+    """Steps 3-4 in integers for a neuron the vectorized pass leaves alone (threshold <= 0,
+    alias, v_mem_decay 0): from its new isyn and its old vmem, firing from count ``n0`` ->
+    (vmem, spikes)."""
+    v = _membrane(vmem, isyn, dm, bias, has_bias)
+    n, v = _spike(v, thr, n0, n_max)
+    return v, n
 
 
 @njit(**_JIT)
 def _run_window(
-    x, P, PO, w_in, wf_in, in_lo, in_hi, w_rec, wf_rec, rec_lo, rec_hi, w_out, wf_out,
-    thr, dm, ds, bias, alias, has_alias, thr_o, dm_o, ds_o, bias_o, has_bias,
+    x, P, PO, wf_in, in_lo, in_hi, wf_rec, rec_lo, rec_hi, wf_out,
+    thr, dm, bias, alias, has_alias, thr_o, dm_o, bias_o, has_bias,
     out_spk, out_vmem, hid_counts, hid_active, in_active,
 ):  # fmt: skip
     """One window from reset: x (T, Nin); writes out_spk/out_vmem (T, Nout), hid_counts (Nhid,),
     hid_active and in_active (T,): hidden neurons that spiked, input channels with events.
 
-    State is integer-valued float32 (exact: every value on the fast path is below 2**24 in
-    magnitude); rows ISYN/VMEM come in two copies, read from ``t & 1`` and written to the
-    other, so that a flagged neuron can be redone from its old state.
+    State: integer-valued float32 rows of S (hidden) and SO (readout); exact, as every sum is
+    of values within int16, far below 2**24.
     """
     n_t, n_in = x.shape
     n_hid = thr.shape[0]
     n_out = thr_o.shape[0]
-    nh = P.shape[1]  # padded to whole vectors
+    nh = P.shape[1]  # padded to whole chunks
     no = PO.shape[1]
-    oen0 = n_hid - w_out.shape[0]
-    oen0u = U64(oen0)
+    oen0 = U64(n_hid - wf_out.shape[0])
     S = np.zeros((N_ROWS, nh), np.float32)
     SO = np.zeros((N_ROWS, no), np.float32)
     alias_in = np.zeros(n_hid, np.int64)
-    in_idx = np.zeros(n_in, np.int32)
-    in_cnt = np.zeros(n_in, np.int32)
     # hidden neurons that spiked, as (index, count) lists: [t & 1] holds step t-1
-    pre_idx = np.zeros((2, n_hid + 1), np.int32)  # + 1: the branch-free append writes one past
-    pre_cnt = np.zeros((2, n_hid + 1), np.int32)
-    n_pre = np.zeros(2, np.int64)
+    pre_idx = np.zeros((2, n_hid + 1), np.uint64)  # + 1: the branch-free append writes one past
+    pre_cnt = np.zeros((2, n_hid + 1), np.float32)
+    n_pre = np.zeros(2, np.uint64)
     for t in range(n_t):
-        ro = t & 1  # rows / list of step t-1
-        rw = 1 - ro  # rows / list of step t
-        n_prev = n_pre[ro]
-        # 1. delivery as plain sums; s_in, s_rec, s_out bound every partial sum of any add order
-        for j in range(nh):
-            S[ACC, j] = 0
-        for o in range(no):
-            SO[ACC, o] = 0
+        ro = t & 1  # list of step t-1
+        rw = 1 - ro  # list of step t
+        # 1. delivery in chip order (inputs, then the spikes of step t-1), each event one
+        # saturating add vectorized over its weight row
         n_in_act = 0
-        s_in = 0
         for c in range(n_in):
             k = min(x[t, c], 15)
             if k > 0:
-                in_idx[n_in_act] = c
-                in_cnt[n_in_act] = k
                 n_in_act += 1
-                s_in += k
-                _axpy(S, ACC, F32(k), wf_in, c, in_lo[c], in_hi[c])
+                _deliver(S, F32(k), wf_in, c, in_lo[c], in_hi[c])
         in_active[t] = n_in_act
-        s_rec = 0
-        s_out = 0
-        for a in range(n_prev):
-            i = U64(pre_idx[ro, a])
+        for a in range(n_pre[ro]):
+            i = pre_idx[ro, a]
             k = pre_cnt[ro, a]
-            s_rec += k
-            _axpy(S, ACC, F32(k), wf_rec, i, rec_lo[i], rec_hi[i])
-            if i >= oen0u:
-                s_out += k
-                _axpy(SO, ACC, F32(k), wf_out, i - oen0u, 0, no)
-        # 2-4. every hidden neuron at once, vectorized; CUR = -1 marks neurons to redo exactly
-        _neuron_pass(S, P, ro, rw, F32(s_in), F32(s_rec), F32(31), has_bias)
-        # exact path in index order (aliases make the order matter), spike list for step t+1
-        n_new = U64(0)  # unsigned indices here: numba's negative-index wrap checks cost more than the work
+            _deliver(S, k, wf_rec, i, rec_lo[i], rec_hi[i])
+            if i >= oen0:
+                _deliver(SO, k, wf_out, i - oen0, U64(0), U64(no))
+        # 2-4. every hidden neuron at once, vectorized; CUR = -1 marks the special neurons
+        _neuron_pass(S, P, F32(31), has_bias)
+        # special neurons in index order (aliases make the order matter), spike list for t+1
+        n_new = U64(0)  # unsigned indices: numba's negative-index wrap checks cost more than the work
         if not has_alias:
-            # walk the set bits of a 64-neuron mask of CUR != 0 (spiked or to redo): spikes are
+            # walk the set bits of 64-neuron masks of CUR != 0 (spiked or special): spikes are
             # sparse, and a branch per neuron would mispredict
             for base in range(U64(0), U64(nh), U64(64)):
                 m = U64(0)
@@ -482,26 +432,22 @@ def _run_window(
                     m &= m - U64(1)
                     c = S[CUR, j]
                     if c < F32(0):
-                        si, vi, n = _hidden_exact(
-                            j, np.int64(S[ISYN + ro, j]), np.int64(S[VMEM + ro, j]), in_idx, in_cnt, n_in_act,
-                            w_in, pre_idx[ro], pre_cnt[ro], n_prev, w_rec, thr[j], dm[j], ds[j], bias[j], has_bias, 0,
-                        )  # fmt: skip
-                        S[ISYN + rw, j] = si
-                        S[VMEM + rw, j] = vi
+                        v, n = _special_neuron(
+                            np.int64(S[ISYN, j]), np.int64(S[VMEM, j]), thr[j], dm[j], bias[j], has_bias, 0, 31
+                        )
+                        S[VMEM, j] = v
                         c = F32(n)
                     pre_idx[rw, n_new] = j
-                    pre_cnt[rw, n_new] = np.int32(c)
+                    pre_cnt[rw, n_new] = c
                     n_new += U64(1) if c > F32(0) else U64(0)
         else:
             alias_in[:] = 0
             for j in range(n_hid):
-                if S[CUR, j] < F32(0):  # all alias sources and targets are flagged
-                    si, vi, n = _hidden_exact(
-                        j, np.int64(S[ISYN + ro, j]), np.int64(S[VMEM + ro, j]), in_idx, in_cnt, n_in_act,
-                        w_in, pre_idx[ro], pre_cnt[ro], n_prev, w_rec, thr[j], dm[j], ds[j], bias[j], has_bias, alias_in[j],
-                    )  # fmt: skip
-                    S[ISYN + rw, j] = si
-                    S[VMEM + rw, j] = vi
+                if S[CUR, j] < F32(0):  # all alias sources and targets are special
+                    v, n = _special_neuron(
+                        np.int64(S[ISYN, j]), np.int64(S[VMEM, j]), thr[j], dm[j], bias[j], has_bias, alias_in[j], 31
+                    )
+                    S[VMEM, j] = v
                     S[CUR, j] = n
                     a = alias[j]
                     if a >= 0:
@@ -512,68 +458,64 @@ def _run_window(
             for j in range(U64(n_hid)):
                 c = S[CUR, j]
                 pre_idx[rw, n_new] = j
-                pre_cnt[rw, n_new] = np.int32(c)
+                pre_cnt[rw, n_new] = c
                 n_new += U64(1) if c > F32(0) else U64(0)
         for a in range(n_new):
-            S[COUNT, U64(pre_idx[rw, a])] += pre_cnt[rw, a]
+            S[COUNT, pre_idx[rw, a]] += pre_cnt[rw, a]
         n_pre[rw] = n_new
         hid_active[t] = n_new
         # 5. readout neurons, fed by the spikes of step t-1, vectorized the same way (cap 1)
-        _neuron_pass(SO, PO, ro, rw, F32(0), F32(s_out), F32(1), has_bias)
+        _neuron_pass(SO, PO, F32(1), has_bias)
         for o in range(n_out):
             c = SO[CUR, o]
             if c < F32(0):
-                si, vi, n = _readout_exact(
-                    np.int64(SO[ISYN + ro, o]), np.int64(SO[VMEM + ro, o]), pre_idx[ro], pre_cnt[ro], n_prev, oen0, w_out, o,
-                    thr_o[o], dm_o[o], ds_o[o], bias_o[o], has_bias,
-                )  # fmt: skip
-                SO[ISYN + rw, o] = si
-                SO[VMEM + rw, o] = vi
+                v, n = _special_neuron(
+                    np.int64(SO[ISYN, o]), np.int64(SO[VMEM, o]), thr_o[o], dm_o[o], bias_o[o], has_bias, 0, 1
+                )
+                SO[VMEM, o] = v
                 c = F32(n)
             out_spk[t, o] = np.int32(c)
-            out_vmem[t, o] = np.int32(SO[VMEM + rw, o])
+            out_vmem[t, o] = np.int32(SO[VMEM, o])
     for j in range(n_hid):
         hid_counts[j] = np.int64(S[COUNT, j])  # exact below 2**24 spikes per neuron
 
 
 @njit(inline="always", **_JIT)
-def _neuron_pass(S, P, ro, rw, s_in, s_rec, n_max, has_bias):
+def _neuron_pass(S, P, n_max, has_bias):
     """Steps 2-4 for all neurons of one population on integer-valued float32 rows (vectorized).
 
-    Reads rows ``ISYN+ro``, ``VMEM+ro``, ``ACC``; writes ``ISYN+rw``, ``VMEM+rw`` and ``CUR``
-    (spike count, or -1 where the neuron must be redone by the exact path: a saturating add
-    could have clipped, ``|isyn| + s_in m_in + s_rec m_rec > 32767``, or the neuron is special
-    and has m = inf). Spikes: ``k = min(floor(max(v, 0) * rcp_up), n_max)`` (exact, see
-    `reciprocal_up`), ``v -= k thr``. ``-(v >> 0)`` could wrap, so v_mem_decay 0 is special.
+    Row ``ISYN`` holds isyn after this step's delivery; the pass decays it in place, updates
+    ``VMEM`` and writes ``CUR``: the spike count, or -1 for special neurons (``P_SPECIAL``),
+    whose vmem it leaves for `_special_neuron`. Spikes: ``k = min(floor(max(v, 0) * rcp_up),
+    n_max)`` (exact, see `reciprocal_up`), ``v -= k thr``.
     """
     for j in range(S.shape[1]):
-        s0 = S[ISYN + ro, j]
-        s = s0 + S[ACC, j]
+        s = S[ISYN, j]
         s = s - _decay_f(s, P[P_INV_DS, j])
-        v0 = S[VMEM + ro, j]
+        v0 = S[VMEM, j]
         d = _sat_f(s - _decay_f(v0, P[P_INV_DM, j]))
         if has_bias:  # loop-invariant: LLVM compiles two loops
             d = _sat_f(d + P[P_BIAS, j])
         v = _sat_f(v0 + d)
         k = min(np.floor(max(v, F32(0)) * P[P_RCP, j]), n_max)
         v = v - k * P[P_THR, j]
-        ok = abs(s0) + s_in * P[P_M_IN, j] + s_rec * P[P_M_REC, j] <= F32(32767)
-        S[ISYN + rw, j] = s
-        S[VMEM + rw, j] = v
-        S[CUR, j] = k if ok else F32(-1)
+        special = P[P_SPECIAL, j] != F32(0)
+        S[ISYN, j] = s
+        S[VMEM, j] = v0 if special else v
+        S[CUR, j] = F32(-1) if special else k
 
 
 @njit(parallel=True, **_JIT)
 def _run_kernel(
-    x, P, PO, w_in, wf_in, in_lo, in_hi, w_rec, wf_rec, rec_lo, rec_hi, w_out, wf_out,
-    thr, dm, ds, bias, alias, has_alias, thr_o, dm_o, ds_o, bias_o, has_bias,
+    x, P, PO, wf_in, in_lo, in_hi, wf_rec, rec_lo, rec_hi, wf_out,
+    thr, dm, bias, alias, has_alias, thr_o, dm_o, bias_o, has_bias,
     out_spk, out_vmem, hid_counts, hid_active, in_active,
 ):  # fmt: skip
     """All windows, in parallel over the window axis."""
     for b in prange(x.shape[0]):
         _run_window(
-            x[b], P, PO, w_in, wf_in, in_lo, in_hi, w_rec, wf_rec, rec_lo, rec_hi, w_out, wf_out,
-            thr, dm, ds, bias, alias, has_alias, thr_o, dm_o, ds_o, bias_o, has_bias,
+            x[b], P, PO, wf_in, in_lo, in_hi, wf_rec, rec_lo, rec_hi, wf_out,
+            thr, dm, bias, alias, has_alias, thr_o, dm_o, bias_o, has_bias,
             out_spk[b], out_vmem[b], hid_counts[b], hid_active[b], in_active[b],
         )  # fmt: skip
 
@@ -604,9 +546,9 @@ def simulate(p: FastParams, events: np.ndarray) -> SimOutput:
         input_active=np.zeros((n, t), np.int32),
     )
     _run_kernel(
-        x, p.P, p.PO, p.w_in, p.wf_in, p.in_lo, p.in_hi, p.w_rec, p.wf_rec, p.rec_lo, p.rec_hi, p.w_out, p.wf_out,
-        p.thr, p.dash_mem, p.dash_syn, p.bias, p.alias, bool((p.alias >= 0).any()),
-        p.thr_out, p.dash_mem_out, p.dash_syn_out, p.bias_out, p.has_bias,
+        x, p.P, p.PO, p.wf_in, p.in_lo, p.in_hi, p.wf_rec, p.rec_lo, p.rec_hi, p.wf_out,
+        p.thr, p.dash_mem, p.bias, p.alias, bool((p.alias >= 0).any()),
+        p.thr_out, p.dash_mem_out, p.bias_out, p.has_bias,
         out.output_spikes, out.readout_vmem, out.hidden_spike_counts, out.hidden_active, out.input_active,
     )  # fmt: skip
     return out
