@@ -232,7 +232,7 @@ def test_reciprocal_up_gives_the_exact_quotient_where_nearest_rounding_does_not(
 
 @pytest.mark.parametrize("n_hidden", [1, 31, 33, 90, 130])
 def test_padding_and_several_spike_mask_words_change_nothing(n_hidden: int):
-    """Hidden neurons are padded to whole 32-neuron chunks, the readout to 8 lanes (the pads never
+    """Both populations are padded to whole 8-lane vectors and weight rows widened to 32 columns (the pads never
     show), and spikes are found through 64-neuron masks (90 and 130 hidden need two and three)."""
     rng = np.random.default_rng(n_hidden)
     cfg = random_config(rng, max_hidden=n_hidden, regime="busy")

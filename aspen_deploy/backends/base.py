@@ -36,17 +36,24 @@ class RunResult:
     prediction: np.ndarray
 
 
+def readout_skip_steps(n_steps: int, skip_fraction: float = READOUT_SKIP_FRACTION) -> int:
+    """Steps at the start of a window that the prediction ignores (the states are still filling)."""
+    return int(n_steps * skip_fraction)
+
+
 def predict_from_vmem(readout_vmem: np.ndarray, skip_fraction: float = READOUT_SKIP_FRACTION) -> np.ndarray:
     """Class = argmax over outputs of the readout membrane averaged over the last (1 - skip) of T."""
-    t0 = int(readout_vmem.shape[1] * skip_fraction)
-    v = readout_vmem[:, t0:, :]
-    # integer membranes: the sum has the mean's argmax (sums differ by >= 1, their means by >= 1/T,
-    # far above float64 rounding) and needs no float copy
+    v = readout_vmem[:, readout_skip_steps(readout_vmem.shape[1], skip_fraction) :, :]
     if np.issubdtype(v.dtype, np.integer):
-        total = np.einsum("ntk->nk", v, dtype=np.int64)  # einsum: 2x faster than sum(axis=1) here
-    else:
-        total = v.astype(np.float64).mean(axis=1)
-    return np.argmax(total, axis=-1).astype(np.int64)
+        return predict_from_sums(np.einsum("ntk->nk", v, dtype=np.int64))  # einsum: 2x faster than sum(axis=1)
+    return np.argmax(v.astype(np.float64).mean(axis=1), axis=-1).astype(np.int64)
+
+
+def predict_from_sums(vmem_sums: np.ndarray) -> np.ndarray:
+    """`predict_from_vmem` from integer membranes already summed over the same steps, (N, Nout):
+    the sum has the mean's argmax (sums differ by >= 1, their means by >= 1/T, far above
+    float64 rounding)."""
+    return np.argmax(vmem_sums, axis=-1).astype(np.int64)
 
 
 def check_events(events: np.ndarray, n_inputs: int) -> np.ndarray:

@@ -81,13 +81,17 @@ def cycles_from_activity(
     s = cfg if isinstance(cfg, CycleShape) else CycleShape.of(cfg)
     ia, ha = np.asarray(input_active), np.asarray(hidden_active)
     if ia.size > 4 * (s.n_in + 1) * (s.n_hid + 1) and ia.dtype.kind in "iu" and ha.dtype.kind in "iu":
-        # many steps: evaluate the formula once per possible (inputs, hidden) pair and look the
-        # steps up (the same expression, so the same floats, ~5x faster than per step)
-        grid = _cycles_formula(s, np.arange(s.n_in + 1)[:, None], np.arange(s.n_hid + 1)[None, :])
+        # many steps: look them up in the table of every (inputs, hidden) pair (the same floats)
         if ia.min(initial=0) < 0 or ha.min(initial=0) < 0 or ia.max(initial=0) > s.n_in or ha.max(initial=0) > s.n_hid:
             raise ValueError(f"active counts must lie in 0..{s.n_in} (inputs) and 0..{s.n_hid} (hidden neurons)")
-        return grid[ia, ha]
+        return cycles_table(s)[ia, ha]
     return _cycles_formula(s, ia, ha)
+
+
+def cycles_table(s: CycleShape) -> np.ndarray:
+    """(n_in + 1, n_hid + 1) float64: the cycles of a step with i active inputs and h spiking hidden
+    neurons at [i, h] (the formula evaluated once per pair: the fast backend looks steps up here)."""
+    return _cycles_formula(s, np.arange(s.n_in + 1)[:, None], np.arange(s.n_hid + 1)[None, :])
 
 
 def _cycles_formula(s: CycleShape, input_active: np.ndarray, hidden_active: np.ndarray) -> np.ndarray:

@@ -30,26 +30,28 @@ Each step t, in this order:
 Latency follows: input -> hidden in the same step, hidden -> hidden and hidden -> readout one
 step later.
 
-Implementation (choice measured on the shared 2-core development machine with
-``scripts/bench_sim.py``: demo network 15-144-6, 256 windows x 512 steps, ~8 % of hidden
-neurons spiking per step). A numpy or torch loop over time with the batch vectorized needs a
-dense (256 x 144) @ (144 x 144) product per step (plus a second one to bound saturation) and
-~30 elementwise passes: 0.1-0.2 s of BLAS alone, well under 100x xylosim. The work is small
-and sparse instead, so this module compiles an event-driven loop with numba (``cache=True``,
-windows in parallel with ``prange``), per window and step:
+Implementation (each choice measured on the shared 2-core development machine with
+``scripts/bench_sim.py``: demo-shaped network 15-144-6, 256 windows x 512 steps, ~8 % of hidden
+neurons spiking per step, and on the demo's trained networks, 20-45 %). A numpy or torch loop
+over time with the batch vectorized needs a dense (256 x 144) @ (144 x 144) product per step
+and ~30 elementwise passes: 0.1-0.2 s of BLAS alone, well under 100x xylosim. The work is
+small and sparse instead, so this module compiles an event-driven loop with numba
+(``cache=True``, windows in parallel with ``prange``), per window and step:
 
-* delivery adds only the weight rows of active inputs and of neurons that spiked at t-1
-  (a list built at t-1), into one float32 accumulator;
+* delivery walks the step's events in chip order (active inputs, then the list of neurons
+  that spiked at t-1) and applies each as one saturating add vectorized over its weight row
+  (`_deliver`): exactly the chip's sequence, as fast as plain sums (an earlier version added
+  plain sums and redid neurons whose sum might have clipped: 10-20x slower on trained
+  networks, where tens of spikes per step with weights up to 127 << shift clip often);
 * one vectorized pass (8 float32 lanes) runs steps 2-4 for every neuron on integer-valued
-  float32 state, exact because every value on this path stays below 2**24; the per-lane
+  float32 state, exact because every value stays within int16, far below 2**24; the per-lane
   ``floor(v / thr)`` is one multiply by `reciprocal_up` (exact for all int16 operands);
-* a neuron is redone event by event in integer chip order (`_hidden_exact`) when the
-  plain sum might differ from the saturating sequence (``|isyn| + s_in max|w_in| +
-  s_rec max|w_rec| > 32767``, with s_in, s_rec the events delivered this step: otherwise no
-  partial sum can leave int16) and always when its threshold is <= 0, its v_mem_decay is 0
-  or it takes part in an alias (their order matters): rare in trained networks;
-* the spike list for t+1 comes from walking the set bits of 64-neuron masks of the
-  spike counts (count trailing zeros), not from a branch per neuron.
+* neurons whose threshold is <= 0, whose v_mem_decay is 0 (``-(v >> 0)`` can wrap) or that
+  take part in an alias (their order matters) are finished in integers (`_special_neuron`);
+* the spike list for t+1 comes from walking the set bits of 64-neuron masks of the spike
+  counts (count trailing zeros), not from a branch per neuron;
+* cycles per step are looked up in the cycles model's table, and the readout membrane is
+  summed for the prediction, inside the kernel (numpy passes over the outputs cost ~4 ms).
 
 Lessons that shaped the code (each measured): numba's integer reductions inside a loop keep
 LLVM from vectorizing it (so the neuron pass has none), the zero-division checks of numba's
@@ -59,14 +61,11 @@ index that does not start at 0 (numba's negative-index wrap check: loops over ra
 unsigned indices). A slice is an array object whose reference count numba updates
 atomically (slower than adding 48 floats), so the kernel indexes instead of slicing. LLVM's
 vectorized loop does 32 floats per iteration and leaves the rest to a scalar loop: weight
-rows are widened to whole 32-column chunks (adding zeros is cheaper) and the hidden
-population is padded to match.
+rows are widened to whole 32-column chunks (adding zeros is cheaper). Tried and dropped:
+stepping 2-8 windows in lockstep (LLVM stopped vectorizing the inlined pass), two events
+per delivery loop, 8- or 16-wide inner loops.
 
-Measured on the shared 2-core machine (other jobs running; best of 5): ``python
-scripts/bench_sim.py --repeats 5`` runs the demo batch in 0.056-0.063 s on one thread and
-0.031-0.043 s on two, against 4.8-5.4 s for `XyloSimBackend` (Rockpool ``evolve`` with
-``record=True``): 83-91x on one core, 125-143x on both (the kernel is ~85 % of it, the rest
-is input checks and the cycles model in numpy). Earlier versions of this kernel: 43x / 79x.
+Measured: see the README (``python scripts/bench_sim.py``).
 """
 
 from __future__ import annotations
@@ -76,8 +75,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from aspen_deploy import chip
-from aspen_deploy.backends.base import RunResult, check_events, predict_from_vmem
-from aspen_deploy.backends.cycles import CycleShape, cycles_from_activity
+from aspen_deploy.backends.base import RunResult, check_events, predict_from_sums, readout_skip_steps
+from aspen_deploy.backends.cycles import CycleShape, cycles_table
 from aspen_deploy.config import XyloConfig
 
 try:  # numba is a core dependency; the message says what to do if it is missing
@@ -88,7 +87,7 @@ except ImportError as e:  # pragma: no cover - exercised only without numba
 
 S16_MIN, S16_MAX = chip.STATE_MIN, chip.STATE_MAX
 LANES = 8  # float32 lanes of one AVX2 register
-CHUNK = 4 * LANES  # what LLVM's vectorized loops do per iteration; hidden neurons are padded to it
+CHUNK = 4 * LANES  # what LLVM's vectorized loops do per iteration (weight rows are widened to it)
 # rows of the per-window state array S (float32, one column per neuron); one array so that
 # LLVM's alias checks stay few enough for it to vectorize the neuron pass
 ISYN, VMEM, CUR, COUNT = range(4)
@@ -107,28 +106,25 @@ def wrap16(v: np.ndarray) -> np.ndarray:
 class FastParams:
     """One configuration laid out for the kernel.
 
-    Integers (int32): ``w_*`` are the effective weights ``wrap16(w << shift)``: ``w_in``
-    (Nin, Nien), ``w_rec`` (Nhid, Nhid) [pre, post], ``w_out`` (Noen, Nout) for hidden neurons
-    Nhid-Noen .. Nhid-1; neuron registers per population; ``alias``: target index or -1.
-    Derived for the fast path: float32 copies of the weights, per-row column ranges of the
-    non-zero weights, ``m_out`` (largest |readout weight| per readout neuron) and ``P``,
-    float32 rows ``P_*`` per hidden neuron (see `_param_rows`).
+    Per population: integer registers (``thr``, ``dash_mem``, ``bias``; ``alias``: target
+    index or -1), used for the neurons computed in integers (`_special_neuron`), and ``P`` /
+    ``PO``, float32 rows ``P_*`` per hidden / readout neuron for the vectorized pass (see
+    `_param_rows`), padded to whole `LANES`. ``wf_*``: the effective weights ``wrap16(w <<
+    shift)`` as float32, columns padded likewise: ``wf_in`` (Nin, ·), ``wf_rec`` (·, ·)
+    [pre, post], ``wf_out`` (Noen, ·) for hidden neurons Nhid-Noen .. Nhid-1; ``*_lo`` /
+    ``*_hi``: the column range each row delivers to (`_row_ranges`). ``cycles_table``: the
+    cycles model per (active inputs, spiking hidden neurons).
     """
 
-    w_in: np.ndarray
-    w_rec: np.ndarray
-    w_out: np.ndarray
     thr: np.ndarray
     dash_mem: np.ndarray
-    dash_syn: np.ndarray
     bias: np.ndarray
     alias: np.ndarray
     thr_out: np.ndarray
     dash_mem_out: np.ndarray
-    dash_syn_out: np.ndarray
     bias_out: np.ndarray
     has_bias: bool
-    cycle_shape: CycleShape
+    cycles_table: np.ndarray
     wf_in: np.ndarray
     wf_rec: np.ndarray
     wf_out: np.ndarray
@@ -185,25 +181,20 @@ def prepare(cfg: XyloConfig) -> FastParams:
     w_out = eff(cfg.readout_weights, cfg.readout_shift)
     thr, bias = i32(cfg.hidden.threshold), i32(cfg.hidden.v_mem_bias)
     dash_mem, dash_syn = i32(cfg.hidden.v_mem_decay), i32(cfg.hidden.i_syn_decay)
-    in_lo, in_hi = _row_ranges(w_in)
-    rec_lo, rec_hi = _row_ranges(w_rec)
     n_out = cfg.n_outputs
     nh, no = _padded(n_hid), _padded(n_out)  # padding neurons have no weights: they never spike
+    in_lo, in_hi = _row_ranges(w_in, nh)
+    rec_lo, rec_hi = _row_ranges(w_rec, nh)
     return FastParams(
-        w_in=w_in,
-        w_rec=w_rec,
-        w_out=w_out,
         thr=thr,
         dash_mem=dash_mem,
-        dash_syn=dash_syn,
         bias=bias,
         alias=alias,
         thr_out=i32(cfg.readout.threshold),
         dash_mem_out=i32(cfg.readout.v_mem_decay),
-        dash_syn_out=i32(cfg.readout.i_syn_decay),
         bias_out=i32(cfg.readout.v_mem_bias),
         has_bias=bool(cfg.bias_enable),
-        cycle_shape=CycleShape.of(cfg),
+        cycles_table=cycles_table(CycleShape.of(cfg)),
         wf_in=_pad_f32(w_in, w_in.shape[0], nh),
         wf_rec=_pad_f32(w_rec, nh, nh),
         wf_out=_pad_f32(w_out, w_out.shape[0], no),
@@ -230,9 +221,9 @@ def prepare(cfg: XyloConfig) -> FastParams:
     )
 
 
-def _padded(n: int, chunk: int = CHUNK) -> int:
-    """``n`` rounded up to whole chunks."""
-    return -(-n // chunk) * chunk
+def _padded(n: int) -> int:
+    """``n`` rounded up to whole vectors of `LANES`."""
+    return -(-n // LANES) * LANES
 
 
 def _pad_f32(w: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -281,15 +272,18 @@ def _param_rows(
     return P
 
 
-def _row_ranges(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, a half-open column range that holds its non-zero entries (0, 0 when none), widened
-    to whole chunks of `CHUNK` columns: LLVM's vectorized loop does 32 floats per iteration and
-    leaves any rest to a scalar loop, slower than adding the zeros it covers."""
+def _row_ranges(w: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, a half-open column range that holds its non-zero entries ((0, 0) when none),
+    widened to whole `CHUNK`s of columns within ``width`` (moved left where it would pass the
+    end): LLVM's vectorized loop does 32 floats per iteration and leaves any rest to a scalar
+    loop, slower than adding the zeros it covers."""
     nz = w != 0
     any_nz = nz.any(axis=1)
-    lo = np.where(any_nz, nz.argmax(axis=1), 0) // CHUNK * CHUNK
-    hi = -(-np.where(any_nz, w.shape[1] - nz[:, ::-1].argmax(axis=1), 0) // CHUNK) * CHUNK
-    return lo.astype(np.int32), hi.astype(np.int32)
+    lo = np.where(any_nz, nz.argmax(axis=1), 0)
+    hi = np.where(any_nz, w.shape[1] - nz[:, ::-1].argmax(axis=1), 0)
+    span = np.minimum(-(-(hi - lo) // CHUNK) * CHUNK, width)
+    lo = np.where(any_nz, np.minimum(lo, width - span), 0)
+    return lo.astype(np.int32), np.where(any_nz, lo + span, 0).astype(np.int32)
 
 
 # ---- the compiled core ------------------------------------------------------------------------
@@ -376,11 +370,13 @@ def _special_neuron(isyn, vmem, thr, dm, bias, has_bias, n0, n_max):
 @njit(**_JIT)
 def _run_window(
     x, P, PO, wf_in, in_lo, in_hi, wf_rec, rec_lo, rec_hi, wf_out,
-    thr, dm, bias, alias, has_alias, thr_o, dm_o, bias_o, has_bias,
-    out_spk, out_vmem, hid_counts, hid_active, in_active,
+    thr, dm, bias, alias, has_alias, thr_o, dm_o, bias_o, has_bias, cyc_table, t_skip,
+    out_spk, out_vmem, vmem_sum, hid_counts, hid_active, in_active, cycles,
 ):  # fmt: skip
-    """One window from reset: x (T, Nin); writes out_spk/out_vmem (T, Nout), hid_counts (Nhid,),
-    hid_active and in_active (T,): hidden neurons that spiked, input channels with events.
+    """One window from reset: x (T, Nin); writes out_spk/out_vmem (T, Nout), vmem_sum (Nout,):
+    readout membrane summed over steps >= t_skip, hid_counts (Nhid,), and per step (T,)
+    hid_active and in_active (hidden neurons that spiked, input channels with events) and
+    cycles (``cyc_table[inputs, hidden]``, the cycles model looked up).
 
     State: integer-valued float32 rows of S (hidden) and SO (readout); exact, as every sum is
     of values within int16, far below 2**24.
@@ -388,7 +384,7 @@ def _run_window(
     n_t, n_in = x.shape
     n_hid = thr.shape[0]
     n_out = thr_o.shape[0]
-    nh = P.shape[1]  # padded to whole chunks
+    nh = P.shape[1]  # padded to whole vectors
     no = PO.shape[1]
     oen0 = U64(n_hid - wf_out.shape[0])
     S = np.zeros((N_ROWS, nh), np.float32)
@@ -464,6 +460,7 @@ def _run_window(
             S[COUNT, pre_idx[rw, a]] += pre_cnt[rw, a]
         n_pre[rw] = n_new
         hid_active[t] = n_new
+        cycles[t] = cyc_table[n_in_act, n_new]
         # 5. readout neurons, fed by the spikes of step t-1, vectorized the same way (cap 1)
         _neuron_pass(SO, PO, F32(1), has_bias)
         for o in range(n_out):
@@ -476,6 +473,8 @@ def _run_window(
                 c = F32(n)
             out_spk[t, o] = np.int32(c)
             out_vmem[t, o] = np.int32(SO[VMEM, o])
+            if t >= t_skip:
+                vmem_sum[o] += np.int64(SO[VMEM, o])
     for j in range(n_hid):
         hid_counts[j] = np.int64(S[COUNT, j])  # exact below 2**24 spikes per neuron
 
@@ -508,28 +507,31 @@ def _neuron_pass(S, P, n_max, has_bias):
 @njit(parallel=True, **_JIT)
 def _run_kernel(
     x, P, PO, wf_in, in_lo, in_hi, wf_rec, rec_lo, rec_hi, wf_out,
-    thr, dm, bias, alias, has_alias, thr_o, dm_o, bias_o, has_bias,
-    out_spk, out_vmem, hid_counts, hid_active, in_active,
+    thr, dm, bias, alias, has_alias, thr_o, dm_o, bias_o, has_bias, cyc_table, t_skip,
+    out_spk, out_vmem, vmem_sum, hid_counts, hid_active, in_active, cycles,
 ):  # fmt: skip
     """All windows, in parallel over the window axis."""
     for b in prange(x.shape[0]):
         _run_window(
             x[b], P, PO, wf_in, in_lo, in_hi, wf_rec, rec_lo, rec_hi, wf_out,
-            thr, dm, bias, alias, has_alias, thr_o, dm_o, bias_o, has_bias,
-            out_spk[b], out_vmem[b], hid_counts[b], hid_active[b], in_active[b],
+            thr, dm, bias, alias, has_alias, thr_o, dm_o, bias_o, has_bias, cyc_table, t_skip,
+            out_spk[b], out_vmem[b], vmem_sum[b], hid_counts[b], hid_active[b], in_active[b], cycles[b],
         )  # fmt: skip
 
 
 @dataclass
 class SimOutput:
-    """Raw simulator output: (N, T, Nout) spikes and vmem, (N, Nhid) spike counts, (N, T) hidden
-    neurons that spiked and input channels with events."""
+    """Raw simulator output: (N, T, Nout) spikes and vmem, (N, Nout) vmem summed over the steps the
+    prediction reads (`readout_skip_steps` on), (N, Nhid) spike counts, and per step (N, T): hidden
+    neurons that spiked, input channels with events, cycles (Rockpool's cycles model)."""
 
     output_spikes: np.ndarray
     readout_vmem: np.ndarray
+    vmem_sum: np.ndarray
     hidden_spike_counts: np.ndarray
     hidden_active: np.ndarray
     input_active: np.ndarray
+    cycles: np.ndarray
 
 
 def simulate(p: FastParams, events: np.ndarray) -> SimOutput:
@@ -541,15 +543,18 @@ def simulate(p: FastParams, events: np.ndarray) -> SimOutput:
     out = SimOutput(
         output_spikes=np.zeros((n, t, n_out), np.int32),
         readout_vmem=np.zeros((n, t, n_out), np.int32),
+        vmem_sum=np.zeros((n, n_out), np.int64),
         hidden_spike_counts=np.zeros((n, n_hid), np.int64),
         hidden_active=np.zeros((n, t), np.int32),
         input_active=np.zeros((n, t), np.int32),
+        cycles=np.zeros((n, t), np.float64),
     )
     _run_kernel(
         x, p.P, p.PO, p.wf_in, p.in_lo, p.in_hi, p.wf_rec, p.rec_lo, p.rec_hi, p.wf_out,
         p.thr, p.dash_mem, p.bias, p.alias, bool((p.alias >= 0).any()),
-        p.thr_out, p.dash_mem_out, p.bias_out, p.has_bias,
-        out.output_spikes, out.readout_vmem, out.hidden_spike_counts, out.hidden_active, out.input_active,
+        p.thr_out, p.dash_mem_out, p.bias_out, p.has_bias, p.cycles_table, readout_skip_steps(t),
+        out.output_spikes, out.readout_vmem, out.vmem_sum, out.hidden_spike_counts, out.hidden_active,
+        out.input_active, out.cycles,
     )  # fmt: skip
     return out
 
@@ -581,6 +586,6 @@ class FastBackend:
             output_spikes=sim.output_spikes,  # int32 as the kernel writes them: an int64 copy costs ~1 ms per 256 windows
             readout_vmem=sim.readout_vmem,
             hidden_spike_counts=sim.hidden_spike_counts,
-            cycles_per_step=cycles_from_activity(self._params.cycle_shape, sim.input_active, sim.hidden_active),
-            prediction=predict_from_vmem(sim.readout_vmem),
+            cycles_per_step=sim.cycles,
+            prediction=predict_from_sums(sim.vmem_sum),
         )
