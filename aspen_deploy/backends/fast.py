@@ -47,7 +47,8 @@ small and sparse instead, so this module compiles an event-driven loop with numb
   float32 state, exact because every value stays within int16, far below 2**24; the per-lane
   ``floor(v / thr)`` is one multiply by `reciprocal_up` (exact for all int16 operands);
 * neurons whose threshold is <= 0, whose v_mem_decay is 0 (``-(v >> 0)`` can wrap) or that
-  take part in an alias (their order matters) are finished in integers (`_special_neuron`);
+  take part in an alias (their order matters) are finished in integers (`_special_neuron`),
+  from a list, so that the vectorized pass has no branch for them;
 * the spike list for t+1 comes from walking the set bits of 64-neuron masks of the spike
   counts (count trailing zeros), not from a branch per neuron;
 * cycles per step are looked up in the cycles model's table, and the readout membrane is
@@ -93,8 +94,8 @@ CHUNK = 4 * LANES  # what LLVM's vectorized loops do per iteration (weight rows 
 ISYN, VMEM, CUR, COUNT = range(4)
 N_ROWS = 4
 # rows of the parameter array P (float32, one column per neuron)
-P_INV_DS, P_INV_DM, P_BIAS, P_THR, P_RCP, P_SPECIAL = range(6)
-N_PARAM_ROWS = 6
+P_INV_DS, P_INV_DM, P_BIAS, P_THR, P_RCP = range(5)
+N_PARAM_ROWS = 5
 
 
 def wrap16(v: np.ndarray) -> np.ndarray:
@@ -112,8 +113,9 @@ class FastParams:
     `_param_rows`), padded to whole `LANES`. ``wf_*``: the effective weights ``wrap16(w <<
     shift)`` as float32, columns padded likewise: ``wf_in`` (Nin, ·), ``wf_rec`` (·, ·)
     [pre, post], ``wf_out`` (Noen, ·) for hidden neurons Nhid-Noen .. Nhid-1; ``*_lo`` /
-    ``*_hi``: the column range each row delivers to (`_row_ranges`). ``cycles_table``: the
-    cycles model per (active inputs, spiking hidden neurons).
+    ``*_hi``: the column range each row delivers to (`_row_ranges`). ``special`` /
+    ``special_out``: the neurons finished in integers (`_special_neurons`). ``cycles_table``:
+    the cycles model per (active inputs, spiking hidden neurons).
     """
 
     thr: np.ndarray
@@ -134,6 +136,8 @@ class FastParams:
     rec_hi: np.ndarray
     P: np.ndarray
     PO: np.ndarray
+    special: np.ndarray
+    special_out: np.ndarray
 
 
 class FastConfigError(ValueError):
@@ -182,6 +186,7 @@ def prepare(cfg: XyloConfig) -> FastParams:
     thr, bias = i32(cfg.hidden.threshold), i32(cfg.hidden.v_mem_bias)
     dash_mem, dash_syn = i32(cfg.hidden.v_mem_decay), i32(cfg.hidden.i_syn_decay)
     n_out = cfg.n_outputs
+    thr_out, dash_mem_out, bias_out = i32(cfg.readout.threshold), i32(cfg.readout.v_mem_decay), i32(cfg.readout.v_mem_bias)
     nh, no = _padded(n_hid), _padded(n_out)  # padding neurons have no weights: they never spike
     in_lo, in_hi = _row_ranges(w_in, nh)
     rec_lo, rec_hi = _row_ranges(w_rec, nh)
@@ -190,9 +195,9 @@ def prepare(cfg: XyloConfig) -> FastParams:
         dash_mem=dash_mem,
         bias=bias,
         alias=alias,
-        thr_out=i32(cfg.readout.threshold),
-        dash_mem_out=i32(cfg.readout.v_mem_decay),
-        bias_out=i32(cfg.readout.v_mem_bias),
+        thr_out=thr_out,
+        dash_mem_out=dash_mem_out,
+        bias_out=bias_out,
         has_bias=bool(cfg.bias_enable),
         cycles_table=cycles_table(CycleShape.of(cfg)),
         wf_in=_pad_f32(w_in, w_in.shape[0], nh),
@@ -202,22 +207,12 @@ def prepare(cfg: XyloConfig) -> FastParams:
         in_hi=in_hi,
         rec_lo=rec_lo,
         rec_hi=rec_hi,
-        P=_param_rows(
-            nh,
-            thr,
-            dash_mem,
-            dash_syn,
-            bias if cfg.bias_enable else 0 * bias,
-            alias,
-        ),
+        P=_param_rows(nh, thr, dash_mem, dash_syn, bias if cfg.bias_enable else 0 * bias),
         PO=_param_rows(
-            no,
-            i32(cfg.readout.threshold),
-            i32(cfg.readout.v_mem_decay),
-            i32(cfg.readout.i_syn_decay),
-            i32(cfg.readout.v_mem_bias) if cfg.bias_enable else np.zeros(n_out, np.int32),
-            np.full(n_out, -1, np.int32),
+            no, thr_out, dash_mem_out, i32(cfg.readout.i_syn_decay), bias_out if cfg.bias_enable else 0 * bias_out
         ),
+        special=_special_neurons(thr, dash_mem, alias),
+        special_out=_special_neurons(thr_out, dash_mem_out, np.full(n_out, -1)),
     )
 
 
@@ -245,16 +240,13 @@ def reciprocal_up(thr: np.ndarray) -> np.ndarray:
     return np.where(r.astype(np.float64) < 1.0 / t, np.nextafter(r, np.float32(np.inf)), r).astype(np.float32)
 
 
-def _param_rows(
-    width: int, thr: np.ndarray, dash_mem: np.ndarray, dash_syn: np.ndarray, bias: np.ndarray, alias: np.ndarray
-) -> np.ndarray:
+def _param_rows(width: int, thr: np.ndarray, dash_mem: np.ndarray, dash_syn: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """float32 (N_PARAM_ROWS, width) rows for the vectorized neuron pass of one population.
 
     ``P_INV_DS``/``P_INV_DM``: 2**-dash (floor(v * 2**-d) == v >> d exactly); ``P_BIAS``: the
-    bias, 0 when disabled; ``P_THR``: threshold, 1 where thr <= 0; ``P_RCP``: `reciprocal_up`
-    of it; ``P_SPECIAL``: 1 for neurons always computed exactly by `_hidden_exact` (threshold
-    <= 0, alias source or target, v_mem_decay 0 whose ``-(v >> 0)`` can wrap). Columns past
-    len(thr) pad the population to whole vectors: no weights, threshold 32767, so they never spike.
+    bias, 0 when disabled; ``P_THR``: threshold, 1 where thr <= 0 (those neurons are special);
+    ``P_RCP``: `reciprocal_up` of it. Columns past len(thr) pad the population to whole
+    vectors: no weights, threshold 32767, so they never spike.
     """
     n = len(thr)
     P = np.zeros((N_PARAM_ROWS, width), np.float32)
@@ -265,11 +257,16 @@ def _param_rows(
     P[P_BIAS, :n] = bias
     P[P_THR, :n] = np.where(thr > 0, thr, 1)
     P[P_RCP] = reciprocal_up(P[P_THR])
+    return P
+
+
+def _special_neurons(thr: np.ndarray, dash_mem: np.ndarray, alias: np.ndarray) -> np.ndarray:
+    """Indices of the neurons `_special_neuron` computes in integers: threshold <= 0, alias source or
+    target (their order matters), v_mem_decay 0 (``-(v >> 0)`` can wrap)."""
     aliased = alias >= 0
     special = (thr <= 0) | aliased | (dash_mem == 0)
     special[alias[aliased]] = True
-    P[P_SPECIAL, :n] = special
-    return P
+    return np.flatnonzero(special).astype(np.int32)
 
 
 def _row_ranges(w: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -370,7 +367,7 @@ def _special_neuron(isyn, vmem, thr, dm, bias, has_bias, n0, n_max):
 @njit(**_JIT)
 def _run_window(
     x, P, PO, wf_in, in_lo, in_hi, wf_rec, rec_lo, rec_hi, wf_out,
-    thr, dm, bias, alias, has_alias, thr_o, dm_o, bias_o, has_bias, cyc_table, t_skip,
+    thr, dm, bias, alias, has_alias, special, thr_o, dm_o, bias_o, special_o, has_bias, cyc_table, t_skip,
     out_spk, out_vmem, vmem_sum, hid_counts, hid_active, in_active, cycles,
 ):  # fmt: skip
     """One window from reset: x (T, Nin); writes out_spk/out_vmem (T, Nout), vmem_sum (Nout,):
@@ -389,6 +386,8 @@ def _run_window(
     oen0 = U64(n_hid - wf_out.shape[0])
     S = np.zeros((N_ROWS, nh), np.float32)
     SO = np.zeros((N_ROWS, no), np.float32)
+    saved = np.zeros(special.shape[0], np.float32)
+    saved_o = np.zeros(special_o.shape[0], np.float32)
     alias_in = np.zeros(n_hid, np.int64)
     # hidden neurons that spiked, as (index, count) lists: [t & 1] holds step t-1
     pre_idx = np.zeros((2, n_hid + 1), np.uint64)  # + 1: the branch-free append writes one past
@@ -413,7 +412,9 @@ def _run_window(
             if i >= oen0:
                 _deliver(SO, k, wf_out, i - oen0, U64(0), U64(no))
         # 2-4. every hidden neuron at once, vectorized; CUR = -1 marks the special neurons
+        _keep_vmem(S, special, saved)
         _neuron_pass(S, P, F32(31), has_bias)
+        _mark_special(S, special, saved)
         # special neurons in index order (aliases make the order matter), spike list for t+1
         n_new = U64(0)  # unsigned indices: numba's negative-index wrap checks cost more than the work
         if not has_alias:
@@ -462,7 +463,9 @@ def _run_window(
         hid_active[t] = n_new
         cycles[t] = cyc_table[n_in_act, n_new]
         # 5. readout neurons, fed by the spikes of step t-1, vectorized the same way (cap 1)
+        _keep_vmem(SO, special_o, saved_o)
         _neuron_pass(SO, PO, F32(1), has_bias)
+        _mark_special(SO, special_o, saved_o)
         for o in range(n_out):
             c = SO[CUR, o]
             if c < F32(0):
@@ -484,9 +487,9 @@ def _neuron_pass(S, P, n_max, has_bias):
     """Steps 2-4 for all neurons of one population on integer-valued float32 rows (vectorized).
 
     Row ``ISYN`` holds isyn after this step's delivery; the pass decays it in place, updates
-    ``VMEM`` and writes ``CUR``: the spike count, or -1 for special neurons (``P_SPECIAL``),
-    whose vmem it leaves for `_special_neuron`. Spikes: ``k = min(floor(max(v, 0) * rcp_up),
-    n_max)`` (exact, see `reciprocal_up`), ``v -= k thr``.
+    ``VMEM`` and writes the spike count to ``CUR`` (`_mark_special` then undoes the membrane
+    of the special neurons). Spikes: ``k = min(floor(max(v, 0) * rcp_up), n_max)`` (exact,
+    see `reciprocal_up`), ``v -= k thr``.
     """
     for j in range(S.shape[1]):
         s = S[ISYN, j]
@@ -498,23 +501,38 @@ def _neuron_pass(S, P, n_max, has_bias):
         v = _sat_f(v0 + d)
         k = min(np.floor(max(v, F32(0)) * P[P_RCP, j]), n_max)
         v = v - k * P[P_THR, j]
-        special = P[P_SPECIAL, j] != F32(0)
         S[ISYN, j] = s
-        S[VMEM, j] = v0 if special else v
-        S[CUR, j] = F32(-1) if special else k
+        S[VMEM, j] = v
+        S[CUR, j] = k
+
+
+@njit(inline="always", **_JIT)
+def _keep_vmem(S, special, saved):
+    for a in range(special.shape[0]):
+        saved[a] = S[VMEM, U64(special[a])]
+
+
+@njit(inline="always", **_JIT)
+def _mark_special(S, special, saved):
+    """Special neurons (threshold <= 0, alias, v_mem_decay 0) get their membrane back from before
+    the pass and CUR = -1: `_special_neuron` finishes them in integers. Usually there are none,
+    which keeps this out of the vectorized pass."""
+    for a in range(special.shape[0]):
+        S[VMEM, U64(special[a])] = saved[a]
+        S[CUR, U64(special[a])] = F32(-1)
 
 
 @njit(parallel=True, **_JIT)
 def _run_kernel(
     x, P, PO, wf_in, in_lo, in_hi, wf_rec, rec_lo, rec_hi, wf_out,
-    thr, dm, bias, alias, has_alias, thr_o, dm_o, bias_o, has_bias, cyc_table, t_skip,
+    thr, dm, bias, alias, has_alias, special, thr_o, dm_o, bias_o, special_o, has_bias, cyc_table, t_skip,
     out_spk, out_vmem, vmem_sum, hid_counts, hid_active, in_active, cycles,
 ):  # fmt: skip
     """All windows, in parallel over the window axis."""
     for b in prange(x.shape[0]):
         _run_window(
             x[b], P, PO, wf_in, in_lo, in_hi, wf_rec, rec_lo, rec_hi, wf_out,
-            thr, dm, bias, alias, has_alias, thr_o, dm_o, bias_o, has_bias, cyc_table, t_skip,
+            thr, dm, bias, alias, has_alias, special, thr_o, dm_o, bias_o, special_o, has_bias, cyc_table, t_skip,
             out_spk[b], out_vmem[b], vmem_sum[b], hid_counts[b], hid_active[b], in_active[b], cycles[b],
         )  # fmt: skip
 
@@ -551,8 +569,8 @@ def simulate(p: FastParams, events: np.ndarray) -> SimOutput:
     )
     _run_kernel(
         x, p.P, p.PO, p.wf_in, p.in_lo, p.in_hi, p.wf_rec, p.rec_lo, p.rec_hi, p.wf_out,
-        p.thr, p.dash_mem, p.bias, p.alias, bool((p.alias >= 0).any()),
-        p.thr_out, p.dash_mem_out, p.bias_out, p.has_bias, p.cycles_table, readout_skip_steps(t),
+        p.thr, p.dash_mem, p.bias, p.alias, bool((p.alias >= 0).any()), p.special,
+        p.thr_out, p.dash_mem_out, p.bias_out, p.special_out, p.has_bias, p.cycles_table, readout_skip_steps(t),
         out.output_spikes, out.readout_vmem, out.vmem_sum, out.hidden_spike_counts, out.hidden_active,
         out.input_active, out.cycles,
     )  # fmt: skip
