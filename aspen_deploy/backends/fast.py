@@ -437,6 +437,7 @@ def _run_window(
                     pre_idx[rw, n_new] = j
                     pre_cnt[rw, n_new] = c
                     n_new += U64(1) if c > F32(0) else U64(0)
+                    S[COUNT, j] += c
         else:
             alias_in[:] = 0
             for j in range(n_hid):
@@ -457,8 +458,7 @@ def _run_window(
                 pre_idx[rw, n_new] = j
                 pre_cnt[rw, n_new] = c
                 n_new += U64(1) if c > F32(0) else U64(0)
-        for a in range(n_new):
-            S[COUNT, pre_idx[rw, a]] += pre_cnt[rw, a]
+                S[COUNT, j] += c
         n_pre[rw] = n_new
         hid_active[t] = n_new
         cycles[t] = cyc_table[n_in_act, n_new]
