@@ -91,8 +91,8 @@ LANES = 8  # float32 lanes of one AVX2 register
 CHUNK = 4 * LANES  # what LLVM's vectorized loops do per iteration (weight rows are widened to it)
 # rows of the per-window state array S (float32, one column per neuron); one array so that
 # LLVM's alias checks stay few enough for it to vectorize the neuron pass
-ISYN, VMEM, CUR, COUNT = range(4)
-N_ROWS = 4
+ISYN, VMEM, CUR = range(3)
+N_ROWS = 3
 # rows of the parameter array P (float32, one column per neuron)
 P_INV_DS, P_INV_DM, P_BIAS, P_THR, P_RCP = range(5)
 N_PARAM_ROWS = 5
@@ -437,7 +437,7 @@ def _run_window(
                     pre_idx[rw, n_new] = j
                     pre_cnt[rw, n_new] = c
                     n_new += U64(1) if c > F32(0) else U64(0)
-                    S[COUNT, j] += c
+                    hid_counts[j] += np.int64(c)
         else:
             alias_in[:] = 0
             for j in range(n_hid):
@@ -458,7 +458,7 @@ def _run_window(
                 pre_idx[rw, n_new] = j
                 pre_cnt[rw, n_new] = c
                 n_new += U64(1) if c > F32(0) else U64(0)
-                S[COUNT, j] += c
+                hid_counts[j] += np.int64(c)
         n_pre[rw] = n_new
         hid_active[t] = n_new
         cycles[t] = cyc_table[n_in_act, n_new]
@@ -478,8 +478,6 @@ def _run_window(
             out_vmem[t, o] = np.int32(SO[VMEM, o])
             if t >= t_skip:
                 vmem_sum[o] += np.int64(SO[VMEM, o])
-    for j in range(n_hid):
-        hid_counts[j] = np.int64(S[COUNT, j])  # exact below 2**24 spikes per neuron
 
 
 @njit(inline="always", **_JIT)
