@@ -56,8 +56,15 @@ def predict_from_sums(vmem_sums: np.ndarray) -> np.ndarray:
     return np.argmax(vmem_sums, axis=-1).astype(np.int64)
 
 
-def check_events(events: np.ndarray, n_inputs: int) -> np.ndarray:
-    """Validate input event counts and return them as int64 (N, T, Nin); raises ValueError."""
+NEGATIVE_EVENTS = "input event counts must be >= 0"
+
+
+def check_events(events: np.ndarray, n_inputs: int, check_sign: bool = True) -> np.ndarray:
+    """Validate input event counts and return them as int64 (N, T, Nin); raises ValueError.
+
+    ``check_sign=False`` leaves the test for negative counts to the caller (the fast backend
+    does it inside its kernel, saving a pass over the input; same message, `NEGATIVE_EVENTS`).
+    """
     x = np.asarray(events)
     if x.ndim == 2:
         x = x[None]
@@ -71,8 +78,8 @@ def check_events(events: np.ndarray, n_inputs: int) -> np.ndarray:
         if not np.all(np.isfinite(x)) or not np.all(x == np.round(x)):
             raise ValueError("input events must be whole numbers (event counts per step)")
     x = x.astype(np.int64, copy=False)
-    if x.min() < 0:
-        raise ValueError("input event counts must be >= 0")
+    if check_sign and x.min() < 0:
+        raise ValueError(NEGATIVE_EVENTS)
     return x
 
 
