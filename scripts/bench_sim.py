@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--windows", type=int, default=256, help="windows for the fast backend (default 256)")
     ap.add_argument("--steps", type=int, default=512, help="time steps per window (default 512)")
     ap.add_argument("--ref-windows", type=int, default=8, help="windows timed on xylosim and compared (default 8)")
-    ap.add_argument("--repeats", type=int, default=3, help="timing repeats, best kept (default 3)")
+    ap.add_argument("--repeats", type=int, default=10, help="timing repeats, best kept (default 10)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--config", type=Path, help="an exported xylo_config.json to run instead of the random demo-shaped network")
     a = ap.parse_args(argv)
