@@ -81,6 +81,7 @@ def test_export_check_simulate_sweep(trained_run, tmp_path, capsys):
     assert outs["xylosim"]["hidden_spike_counts"].sum() > 0
     for k in outs["xylosim"]:
         np.testing.assert_array_equal(outs["xylosim"][k], outs["fast"][k], err_msg=k)
+        assert outs["xylosim"][k].dtype == outs["fast"][k].dtype, k  # the same result file, not only equal values
 
     assert main(["sweep", str(trained_run), "--scales", "0.8,1.0,1.6", "--windows", "40"]) == 0
     rows = (trained_run / "sweep.csv").read_text().strip().splitlines()
