@@ -8,37 +8,27 @@ models whose conversion can approximate take ``to_chipnet(approximate=True)``).
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-MODEL_NAMES = ("aspen_synnet", "mpsl", "mps", "stc_lif", "s2tdpt", "chipnet")
+# name -> (module, network class, spec class); modules are imported only when asked for
+_REGISTRY = {
+    "aspen_synnet": ("models.aspen_synnet", "AspenSynNet", "NetSpec"),
+    "mpsl": ("models.mpsl", "MPSLNet", "MPSLSpec"),
+    "mps": ("models.mps", "MPSNet", "MPSSpec"),
+    "stc_lif": ("models.stc_lif", "STCLIFNet", "STCSpec"),
+    "s2tdpt": ("models.s2tdpt", "S2TDPTNet", "S2TDPTSpec"),
+    "chipnet": ("models.chipnet_model", "ChipNetModel", "ChipNetSpec"),
+}
+MODEL_NAMES = tuple(_REGISTRY)
 # models `aspen train --model` offers (chipnet is made by `aspen import`, not trained from scratch)
 TRAINABLE_MODELS = ("aspen_synnet", "mpsl", "mps", "stc_lif", "s2tdpt")
 
 
 def build_model(name: str, spec: dict[str, Any] | None = None) -> Any:
     """Instantiate a model by name from its saved spec dict (``spec.to_dict()``); missing keys take defaults."""
-    if name == "aspen_synnet":
-        from models.aspen_synnet import AspenSynNet, NetSpec
-
-        return AspenSynNet(NetSpec.from_dict(spec))
-    if name == "mpsl":
-        from models.mpsl import MPSLNet, MPSLSpec
-
-        return MPSLNet(MPSLSpec.from_dict(spec))
-    if name == "mps":
-        from models.mps import MPSNet, MPSSpec
-
-        return MPSNet(MPSSpec.from_dict(spec))
-    if name == "stc_lif":
-        from models.stc_lif import STCLIFNet, STCSpec
-
-        return STCLIFNet(STCSpec.from_dict(spec))
-    if name == "s2tdpt":
-        from models.s2tdpt import S2TDPTNet, S2TDPTSpec
-
-        return S2TDPTNet(S2TDPTSpec.from_dict(spec))
-    if name == "chipnet":
-        from models.chipnet_model import ChipNetModel, ChipNetSpec
-
-        return ChipNetModel(ChipNetSpec.from_dict(spec))
-    raise ValueError(f"unknown model '{name}'; choose one of: {', '.join(MODEL_NAMES)}")
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model '{name}'; choose one of: {', '.join(MODEL_NAMES)}")
+    module, net_cls, spec_cls = _REGISTRY[name]
+    mod = importlib.import_module(module)
+    return getattr(mod, net_cls)(getattr(mod, spec_cls).from_dict(spec))

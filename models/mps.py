@@ -65,14 +65,12 @@ class MPSSpec(LayeredSpec):
     # so that the chip's rounding changes nothing
     alpha_bitshift: bool = False
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "MPSSpec":
-        spec = super().from_dict(d)
-        if spec.reset not in RESETS:
-            raise SpecError(f"mps reset must be one of {RESETS}, got {spec.reset!r}")
-        if not 0.0 < spec.alpha_init < 1.0:
-            raise SpecError(f"alpha_init must lie in (0, 1), got {spec.alpha_init}")
-        return spec
+    def check(self) -> None:
+        super().check()
+        if self.reset not in RESETS:
+            raise SpecError(f"mps reset must be one of {RESETS}, got {self.reset!r}")
+        if not 0.0 < self.alpha_init < 1.0:
+            raise SpecError(f"alpha_init must lie in (0, 1), got {self.alpha_init}")
 
 
 class MPSNet(LayeredNet):

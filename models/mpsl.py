@@ -55,14 +55,12 @@ class MPSLSpec(LayeredSpec):
 
     TUPLE_FIELDS = {**LayeredSpec.TUPLE_FIELDS, "lambda_init": float}
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "MPSLSpec":
-        spec = super().from_dict(d)
-        if len(spec.lambda_init) != 3:
-            raise SpecError(f"lambda_init needs 3 numbers (l1, l2, l3), got {spec.lambda_init}")
-        if spec.tau_w_s <= 0:
-            raise SpecError(f"tau_w_s must be positive, got {spec.tau_w_s}")
-        return spec
+    def check(self) -> None:
+        super().check()
+        if len(self.lambda_init) != 3:
+            raise SpecError(f"lambda_init needs 3 numbers (l1, l2, l3), got {self.lambda_init}")
+        if self.tau_w_s <= 0:
+            raise SpecError(f"tau_w_s must be positive, got {self.tau_w_s}")
 
 
 class MPSLNet(LayeredNet):

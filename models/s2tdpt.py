@@ -54,14 +54,12 @@ class S2TDPTSpec(LayeredSpec):
     tau_minus_steps: float = 32.0
     token_tau_mem_s: float = 0.01  # leak of the token-level LIFs (one token = one of their steps)
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "S2TDPTSpec":
-        spec = super().from_dict(d)
-        if len(spec.hidden) != 1:
-            raise SpecError(f"s2tdpt takes one width in hidden (the model dimension D), got {spec.hidden}")
-        if spec.n_tokens < 1 or spec.mlp_ratio < 1:
+    def check(self) -> None:
+        super().check()
+        if len(self.hidden) != 1:
+            raise SpecError(f"s2tdpt takes one width in hidden (the model dimension D), got {self.hidden}")
+        if self.n_tokens < 1 or self.mlp_ratio < 1:
             raise SpecError("s2tdpt needs n_tokens >= 1 and mlp_ratio >= 1")
-        return spec
 
     @property
     def width(self) -> int:

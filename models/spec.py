@@ -8,7 +8,7 @@ silently dropping a setting.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from aspen_deploy import chip
 
@@ -25,17 +25,6 @@ def refuse_unknown_fields(cls: type, d: Mapping[str, Any], list_known: bool = Tr
     if unknown:
         known = f"; known: {', '.join(sorted(names))}" if list_known else ""
         raise SpecError(f"unknown {cls.__name__} field(s) {', '.join(unknown)}{known}")
-
-
-def spec_from_dict(cls: type, d: Mapping[str, Any] | None, tuple_fields: Mapping[str, Callable[[Any], Any]] = {}):
-    """``cls(**d)`` after `refuse_unknown_fields`; the fields named in ``tuple_fields`` (JSON lists)
-    become tuples, each element passed through the given conversion (``int``, ``float``)."""
-    d = dict(d or {})
-    refuse_unknown_fields(cls, d)
-    for k, conv in tuple_fields.items():
-        if k in d:
-            d[k] = tuple(conv(v) for v in d[k])
-    return cls(**d)
 
 
 @dataclass
@@ -67,8 +56,18 @@ class LayeredSpec:
 
     @classmethod
     def from_dict(cls, d: dict | None):
-        """Read a saved spec: unknown fields refused, missing ones take defaults, ``hidden`` checked."""
-        spec = spec_from_dict(cls, d, cls.TUPLE_FIELDS)
-        if not spec.hidden or min(spec.hidden) < 1:
-            raise SpecError(f"hidden must list at least one positive layer size, got {spec.hidden}")
+        """Read a saved spec: unknown fields refused, missing ones take defaults, JSON lists of
+        `TUPLE_FIELDS` made tuples, then `check`."""
+        d = dict(d or {})
+        refuse_unknown_fields(cls, d)
+        for k, conv in cls.TUPLE_FIELDS.items():
+            if k in d:
+                d[k] = tuple(conv(v) for v in d[k])
+        spec = cls(**d)
+        spec.check()
         return spec
+
+    def check(self) -> None:
+        """`SpecError` for values the model cannot be built with; subclasses add their own rules."""
+        if not self.hidden or min(self.hidden) < 1:
+            raise SpecError(f"hidden must list at least one positive layer size, got {self.hidden}")

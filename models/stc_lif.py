@@ -53,13 +53,11 @@ STATS_MOMENTUM = 0.1
 class STCSpec(LayeredSpec):
     groups: int = 4  # groups per layer for the within-layer pathway
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "STCSpec":
-        spec = super().from_dict(d)
-        bad = [h for h in spec.hidden if spec.groups < 1 or h % spec.groups]
+    def check(self) -> None:
+        super().check()
+        bad = [h for h in self.hidden if self.groups < 1 or h % self.groups]
         if bad:
-            raise SpecError(f"stc_lif groups={spec.groups} must divide every hidden layer size, not {bad}")
-        return spec
+            raise SpecError(f"stc_lif groups={self.groups} must divide every hidden layer size, not {bad}")
 
 
 class STCLIFNet(LayeredNet):
