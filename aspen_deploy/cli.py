@@ -10,6 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from aspen_deploy.samplers import DEFAULT_ASPEN
+
 EXIT_USER_ERROR = 2
 
 
@@ -28,9 +30,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 def cmd_train(a: argparse.Namespace) -> int:
     from aspen_deploy.samplers import parse_sampler
-    from aspen_deploy.train import TrainSettings, train
+    from aspen_deploy.train import TrainSettings, train_new
     from data_prep.pipeline import prepare_events
-    from models import build_model
 
     parse_sampler(a.sampler)  # fail fast, before loading data
     out = Path(a.out)
@@ -40,14 +41,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 
         frontend = json.loads((out / "settings.json").read_text()).get("frontend") or None
     data = prepare_events(a.data, frontend=frontend, seed=a.seed, log=print)
-    settings = TrainSettings(sampler=a.sampler, profile=a.profile, epochs=a.epochs, seed=a.seed, model=a.model,
-                             data=data.spec, frontend=data.frontend.to_dict())
-    import torch
-
-    torch.manual_seed(a.seed)  # the initial weights are part of the run's settings
-    net = build_model(a.model, {"n_out": data.n_classes})
-    settings.net = net.spec.to_dict()
-    metrics = train(net, data, settings, out, resume=a.resume, progress=_progress())
+    settings = TrainSettings(sampler=a.sampler, profile=a.profile, epochs=a.epochs, seed=a.seed, model=a.model)
+    metrics = train_new(data, settings, out, resume=a.resume, progress=_progress())
     print(f"{out}: float test accuracy {metrics['float_test_accuracy']:.3f} at threshold 1.0 "
           f"(best epoch {metrics['best_epoch']}, val {metrics['val_accuracy']:.3f})")
     return 0
@@ -180,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one model into a run directory")
     t.add_argument("--data", default="hapt", help="hapt (default), synthetic, or PATH.npz in the standard format")
-    t.add_argument("--sampler", default="uniform:1.0,1.5",
-                   help="fixed | fixed:T | uniform:A,B | discrete:L1,L2,... (default uniform:1.0,1.5)")
+    t.add_argument("--sampler", default=DEFAULT_ASPEN,
+                   help=f"fixed | fixed:T | uniform:A,B | discrete:L1,L2,... (default {DEFAULT_ASPEN})")
     t.add_argument("--profile", choices=["quick", "full"], default="quick")
     t.add_argument("--epochs", type=int, default=None, help="override the profile's epoch count")
     t.add_argument("--model", default="aspen_synnet",

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from aspen_deploy.io import atomic_write_json, atomic_write_text
+from aspen_deploy.samplers import DEFAULT_ASPEN
 
-DEMO_RUNS = {"aspen": "uniform:1.0,1.5", "baseline": "fixed:1.0"}
+DEMO_RUNS = {"aspen": DEFAULT_ASPEN, "baseline": "fixed:1.0"}
 DATA = "hapt"
 SEED = 0
 REFERENCE_BACKEND = "xylosim"
@@ -29,30 +30,18 @@ def _train_child(name: str, sampler: str, profile: str, out: str, frontend: dict
     from tqdm.auto import tqdm
 
     torch.set_num_threads(1)
-    from aspen_deploy.train import TrainSettings, train
+    from aspen_deploy.train import TrainSettings, train_new
     from data_prep.pipeline import prepare_events
-    from models import build_model
 
     data = prepare_events(DATA, frontend=frontend, seed=SEED)
-    settings = TrainSettings(sampler=sampler, profile=profile, seed=SEED, data=data.spec,
-                             frontend=data.frontend.to_dict())
-    torch.manual_seed(SEED)  # the initial weights are part of the run's settings
-    net = build_model("aspen_synnet", {**_default_spec(), "n_out": data.n_classes})
-    settings.net = net.spec.to_dict()
-    run_dir = Path(out) / name
-    return train(net, data, settings, run_dir, resume=resume,
-                 progress=lambda **kw: tqdm(position=position, leave=False, dynamic_ncols=True, **kw))
-
-
-def _default_spec() -> dict:
-    from models.aspen_synnet import NetSpec
-
-    return NetSpec().to_dict()
+    settings = TrainSettings(sampler=sampler, profile=profile, seed=SEED)
+    return train_new(data, settings, Path(out) / name, resume=resume,
+                     progress=lambda **kw: tqdm(position=position, leave=False, dynamic_ncols=True, **kw))
 
 
 def run_demo(profile: str = "quick", out: Path = Path("demo_out"), backend: str = "fast", resume: bool = False,
              progress: Callable[..., Any] | None = None, log: Callable[[str], Any] = print) -> dict:
-    from aspen_deploy.export import export_run, float_vs_chip, sweep_run
+    from aspen_deploy.export import float_vs_chip, save_export, sweep_config
     from aspen_deploy.report import format_sweep_table, markdown_table
     from aspen_deploy.runs import load_run
     from aspen_deploy.sweep import plot_sweeps, stratified_subset
@@ -87,15 +76,12 @@ def run_demo(profile: str = "quick", out: Path = Path("demo_out"), backend: str 
     curves = {}
     for name in DEMO_RUNS:
         run_dir = out / name
-        cfg_path = export_run(run_dir, data=data)
         run = load_run(run_dir)
-        from aspen_deploy.config import XyloConfig
-
-        cfg = XyloConfig.load(cfg_path)
+        cfg = save_export(run, data)
         ref = float_vs_chip(run, data, cfg, REFERENCE_BACKEND, idx_ref)
         log(f"{name}: float {ref['float_accuracy']:.3f}, Xylo software model ({REFERENCE_BACKEND}) "
             f"{ref['chip_accuracy']:.3f} at threshold scale 1.0 on {len(idx_ref)} test windows")
-        rows = sweep_run(run_dir, backend=backend, windows=n_sweep, data=data, progress=progress)
+        rows = sweep_config(run, cfg, data, backend=backend, windows=n_sweep, progress=progress)
         curves[name] = rows
         import json
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from aspen_deploy.backends import get_backend
 from aspen_deploy.config import XyloConfig
+from aspen_deploy.ir import ChipNet, as_chipnet
 from aspen_deploy.quantize import quantize, readout_vmax
 from aspen_deploy.runs import Run, load_run
 from aspen_deploy.sweep import DEFAULT_SCALES, run_sweep, stratified_subset
@@ -17,13 +18,14 @@ from aspen_deploy.train import PROFILES
 CALIBRATION_WINDOWS = 256
 
 
-def export_config(run: Run, data: Any, approximate: bool = False) -> XyloConfig:
+def export_config(run: Run, data: Any, approximate: bool = False, chipnet: ChipNet | None = None) -> XyloConfig:
     """Quantize, map and check a loaded run; the readout scale is calibrated on training windows.
 
     ``data`` None (an imported model without data): no calibration, no front-end section.
-    ``approximate`` lets models whose conversion can approximate do so (``stc_lif``).
+    ``approximate`` lets models whose conversion can approximate do so (``stc_lif``);
+    ``chipnet``: the run's `ChipNet` when the caller already has it.
     """
-    chipnet = run.net.to_chipnet(approximate=True) if approximate else run.net.to_chipnet()
+    chipnet = chipnet if chipnet is not None else as_chipnet(run, approximate)
     if data is None:
         return quantize(chipnet, metadata={"run": run.name, "model": run.settings.model})
     calib = data.train.x[stratified_subset(data.train.y, CALIBRATION_WINDOWS, seed=1)]
@@ -37,15 +39,24 @@ def export_config(run: Run, data: Any, approximate: bool = False) -> XyloConfig:
 def export_run(run_dir: Path, data: Any = None, log: Callable[[str], Any] = lambda s: None,
                approximate: bool = False, nir: bool = False) -> Path:
     """Write ``RUN_DIR/xylo_config.json`` (and ``RUN_DIR/model.nir`` with ``nir``)."""
-    run = load_run(run_dir)
+    save_export(load_run(run_dir), data, log, approximate, nir)
+    return run_dir / "xylo_config.json"
+
+
+def save_export(run: Run, data: Any = None, log: Callable[[str], Any] = lambda s: None,
+                approximate: bool = False, nir: bool = False) -> XyloConfig:
+    """`export_config` of a loaded run (its data loaded when not given), saved as ``xylo_config.json``
+    in the run directory (with ``nir`` also ``model.nir``, from the same `ChipNet`); returns it."""
     if data is None and run.settings.data:
         data = _data_for(run, log)
-    cfg = export_config(run, data, approximate=approximate)
+    chipnet = as_chipnet(run, approximate)
+    cfg = export_config(run, data, approximate=approximate, chipnet=chipnet)
     if nir:
         from aspen_deploy.nir_io import export_nir
 
-        log(f"wrote {export_nir(run, run_dir / 'model.nir', approximate=approximate)}")
-    return cfg.save(run_dir / "xylo_config.json")
+        log(f"wrote {export_nir(chipnet, run.path / 'model.nir')}")
+    cfg.save(run.path / "xylo_config.json")
+    return cfg
 
 
 def sweep_run(run_dir: Path, backend: str = "fast", scales: Sequence[float] = DEFAULT_SCALES,
@@ -56,18 +67,22 @@ def sweep_run(run_dir: Path, backend: str = "fast", scales: Sequence[float] = DE
     Exports first if ``xylo_config.json`` is missing. ``windows`` defaults to the run's profile.
     """
     run = load_run(run_dir)
-    cfg_path = run_dir / "xylo_config.json"
-    if not cfg_path.exists():
-        data = data if data is not None else _data_for(run, log)
-        export_run(run_dir, data=data, log=log)
-    cfg = XyloConfig.load(cfg_path)
     if data is None:
         data = _data_for(run, log)
+    cfg_path = run_dir / "xylo_config.json"
+    cfg = XyloConfig.load(cfg_path) if cfg_path.exists() else save_export(run, data, log)
+    return sweep_config(run, cfg, data, backend, scales, windows, progress, log)
+
+
+def sweep_config(run: Run, cfg: XyloConfig, data: Any, backend: str = "fast", scales: Sequence[float] = DEFAULT_SCALES,
+                 windows: int | None = None, progress: Callable[..., Any] | None = None,
+                 log: Callable[[str], Any] = lambda s: None) -> list[dict[str, Any]]:
+    """`sweep_run` of a loaded run and its configuration."""
     n = windows if windows is not None else PROFILES[run.settings.profile].sweep_windows
     idx = stratified_subset(data.test.y, n, seed=0)
     log(f"sweep {run.name}: {len(idx)} of {len(data.test.y)} test windows, backend {backend}")
     return run_sweep(cfg, get_backend(backend), data.test.x[idx], data.test.y[idx], data.n_classes,
-                     model=run.name, out_dir=run_dir, scales=scales, progress=progress)
+                     model=run.name, out_dir=run.path, scales=scales, progress=progress)
 
 
 def _data_for(run: Run, log: Callable[[str], Any]) -> Any:

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-def _atomic(path: str | Path, write: Callable[[str], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``; on any
+    failure the temporary file is removed and ``path`` is left as it was."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
@@ -29,7 +31,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
         with open(tmp, "w") as f:
             f.write(text)
 
-    return _atomic(path, w)
+    return atomic_write(path, w)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
@@ -43,12 +45,12 @@ def atomic_save_npz(path: str | Path, **arrays: Any) -> Path:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
-    return _atomic(path, w)
+    return atomic_write(path, w)
 
 
 def atomic_savefig(fig: Any, path: str | Path) -> Path:
     suffix = Path(path).suffix.lstrip(".") or "png"
-    return _atomic(path, lambda tmp: fig.savefig(tmp, format=suffix, dpi=120, bbox_inches="tight"))
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format=suffix, dpi=120, bbox_inches="tight"))
 
 
 def _json_default(o: Any) -> Any:

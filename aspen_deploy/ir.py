@@ -10,7 +10,7 @@ between populations costs one time step on the chip, input -> population none.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -56,3 +56,14 @@ class ChipNet:
 
     def offsets(self) -> np.ndarray:
         return np.concatenate([[0], np.cumsum([p.size for p in self.populations])]).astype(int)
+
+
+def as_chipnet(model: Any, approximate: bool = False) -> ChipNet:
+    """The `ChipNet` of a model (anything with ``to_chipnet``), a loaded run (its ``net``) or a
+    `ChipNet` itself; ``approximate`` is passed to models whose conversion can approximate."""
+    if isinstance(model, ChipNet):
+        return model
+    model = getattr(model, "net", model)  # a Run
+    if not hasattr(model, "to_chipnet"):
+        raise TypeError(f"{type(model).__name__} has no to_chipnet(): it cannot be exported")
+    return model.to_chipnet(approximate=True) if approximate else model.to_chipnet()

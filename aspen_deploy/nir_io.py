@@ -79,8 +79,8 @@ import numpy as np
 
 from aspen_deploy import chip
 from aspen_deploy.drc import DesignRuleError, Violation
-from aspen_deploy.io import atomic_write_json
-from aspen_deploy.ir import INPUT, READOUT, ChipNet, Edge, Population
+from aspen_deploy.io import atomic_write, atomic_write_json
+from aspen_deploy.ir import INPUT, READOUT, ChipNet, Edge, Population, as_chipnet
 
 NEURON_TYPES = ("LIF", "CubaLIF", "IF", "LI", "CubaLI")
 OPERATOR_TYPES = ("Affine", "Linear", "Scale")
@@ -101,7 +101,10 @@ class NirImport:
 
     chipnet: ChipNet
     notes: list[str] = field(default_factory=list)
-    exact: bool = True
+
+    @property
+    def exact(self) -> bool:
+        return not self.notes
 
 
 # ---- small helpers ---------------------------------------------------------------------------
@@ -530,7 +533,7 @@ def graph_to_chipnet(graph: Any, *, graph_dt: float | None = None, approximate: 
     net = ChipNet(n_in, pops, chip_edges, readout, dt=dt, name=name,
                   metadata={"nir_import": {"notes": list(notes), "exact": not notes, "graph_dt": graph_dt,
                                            "nodes": {k: _type(nodes[k]) for k in sorted(nodes, key=_natural_key)}}})
-    return NirImport(net, notes, exact=not notes)
+    return NirImport(net, notes)
 
 
 def _is_identity(m: np.ndarray) -> bool:
@@ -638,12 +641,7 @@ def chipnet_to_graph(net: ChipNet) -> Any:
 def write_graph(graph: Any, path: str | Path) -> Path:
     """Write a NIR graph atomically (temporary file, then rename)."""
     nir = _nir()
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name("." + p.name + ".tmp")
-    nir.write(str(tmp), graph)
-    tmp.replace(p)
-    return p
+    return atomic_write(path, lambda tmp: nir.write(tmp, graph))
 
 
 def export_nir(model: Any, path: str | Path, approximate: bool = False) -> Path:
@@ -652,17 +650,8 @@ def export_nir(model: Any, path: str | Path, approximate: bool = False) -> Path:
     ``approximate`` is passed to models whose conversion can approximate (``stc_lif``); models
     the chip cannot express raise `DesignRuleError` with their reasons.
     """
-    net = _as_chipnet(model, approximate)
+    net = as_chipnet(model, approximate)
     return write_graph(chipnet_to_graph(net), path)
-
-
-def _as_chipnet(model: Any, approximate: bool) -> ChipNet:
-    if isinstance(model, ChipNet):
-        return model
-    model = getattr(model, "net", model)  # a Run
-    if not hasattr(model, "to_chipnet"):
-        raise TypeError(f"{type(model).__name__} has no to_chipnet(): it cannot be exported")
-    return model.to_chipnet(approximate=True) if approximate else model.to_chipnet()
 
 
 def import_nir(path: str | Path, out_dir: str | Path, *, graph_dt: float | None = None, approximate: bool = False,
@@ -699,9 +688,8 @@ def import_nir(path: str | Path, out_dir: str | Path, *, graph_dt: float | None 
                              frontend=data.frontend.to_dict() if data is not None else {})
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "settings.json", asdict(settings))
-    tmp = out / ".checkpoint.pt.tmp"
-    torch.save({"model": model.state_dict(), "settings": asdict(settings)}, tmp)
-    tmp.replace(out / "checkpoint.pt")
+    checkpoint = {"model": model.state_dict(), "settings": asdict(settings)}
+    atomic_write(out / "checkpoint.pt", lambda tmp: torch.save(checkpoint, tmp))
     atomic_write_json(out / "import.json", {"source": str(src), "graph_dt": graph_dt, "approximate": approximate,
                                             "exact": imp.exact, "notes": imp.notes,
                                             "n_hidden": net.n_hidden, "n_in": net.n_in, "n_out": net.readout.size})

@@ -82,12 +82,7 @@ def measure_scale(device: Device, events: np.ndarray, y: np.ndarray, scale: floa
     r = device.run(events, record_activity=True)
     cycles = np.asarray(r.cycles_per_step, dtype=np.float64)
     n = len(events)
-    if clock == "auto":
-        f, required, ok = power_model.choose_clock(cycles, dt)
-    else:
-        f = float(clock)
-        required = float(cycles.max()) * power_model.margin / dt / 1e6
-        ok = f + 1e-9 >= required
+    f, required, ok = power_model.clock_for(cycles, clock, dt)
     device.set_clock(f)
     device.run(events, record_activity=False)
     samples = device.power_samples()
@@ -190,14 +185,15 @@ def run_power_sweep(run_dir: str | Path, device: Device | str, scales: Sequence[
         raise PowerSweepError(f"--windows must be at least 1, got {windows}")
     cfg_path = run_dir / "xylo_config.json"
     if data is None or not cfg_path.exists():
-        from aspen_deploy.export import _data_for, export_run
+        from aspen_deploy.export import _data_for, save_export
         from aspen_deploy.runs import load_run
 
+        run = load_run(run_dir)
         if data is None:
-            data = _data_for(load_run(run_dir), log)
+            data = _data_for(run, log)
         if not cfg_path.exists():
             log(f"{run_dir.name}: no xylo_config.json yet, exporting")
-            export_run(run_dir, data=data, log=log)
+            save_export(run, data, log)
     cfg = XyloConfig.load(cfg_path)
     own = isinstance(device, str)
     dev: Device = open_device(device, power_model=power_model) if own else device  # type: ignore[arg-type]

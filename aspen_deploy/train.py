@@ -17,8 +17,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from aspen_deploy.io import atomic_write_json, atomic_write_text
-from aspen_deploy.samplers import ThresholdSampler, parse_sampler
+from aspen_deploy.io import atomic_write, atomic_write_json, atomic_write_text
+from aspen_deploy.samplers import DEFAULT_ASPEN, ThresholdSampler, parse_sampler
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ PROFILES: dict[str, Profile] = {
 
 @dataclass
 class TrainSettings:
-    sampler: str = "uniform:1.0,1.5"
+    sampler: str = DEFAULT_ASPEN
     profile: str = "quick"
     epochs: int | None = None  # overrides the profile
     batch_size: int | None = None
@@ -63,17 +63,26 @@ class TrainSettings:
 
 
 def evaluate(net: Any, x: np.ndarray, y: np.ndarray, threshold: float = 1.0, batch: int = 256) -> dict[str, float]:
-    """Float accuracy and hidden spikes per window at a fixed hidden threshold."""
-    correct, spikes = 0, 0.0
-    net.set_threshold(torch.tensor(float(threshold)))
-    with torch.no_grad():
-        for i in range(0, len(x), batch):
-            logits = net(torch.as_tensor(x[i:i + batch], dtype=torch.float32))[0]
-            correct += int((logits.argmax(-1).numpy() == y[i:i + batch]).sum())
-            spikes += float(sum(s.sum() for s in net.last_hidden_spikes))
-    net.set_threshold(1.0)
-    n = max(len(x), 1)
-    return {"accuracy": correct / n, "hidden_spikes_per_window": spikes / n}
+    """Float accuracy and hidden spikes per window at a fixed hidden threshold (`evaluate_logits`)."""
+    if len(x) == 0:
+        return {"accuracy": 0.0, "hidden_spikes_per_window": 0.0}
+    from models.chipnet_model import evaluate_logits
+
+    logits, spikes = evaluate_logits(net, x, threshold, batch)
+    return {"accuracy": float((logits.argmax(-1) == np.asarray(y)).mean()), "hidden_spikes_per_window": spikes}
+
+
+def train_new(data: Any, settings: TrainSettings, run_dir: Path, resume: bool = False,
+              progress: Callable[..., Any] | None = None) -> dict[str, Any]:
+    """Build ``settings.model`` for ``data`` from the seed (the initial weights are part of the run's
+    settings) and `train` it; fills ``settings`` data, front end and net from what was built."""
+    from models import build_model
+
+    settings.data, settings.frontend = data.spec, data.frontend.to_dict()
+    torch.manual_seed(settings.seed)
+    net = build_model(settings.model, {"n_out": data.n_classes})
+    settings.net = net.spec.to_dict()
+    return train(net, data, settings, run_dir, resume=resume, progress=progress)
 
 
 def train(net: Any, data: Any, settings: TrainSettings, run_dir: Path, resume: bool = False,
@@ -148,13 +157,13 @@ def train(net: Any, data: Any, settings: TrainSettings, run_dir: Path, resume: b
         history.append(row)
         if val["accuracy"] > best["val_accuracy"]:
             best = {"val_accuracy": val["accuracy"], "epoch": epoch + 1}
-            torch.save({"model": net.state_dict(), "settings": asdict(s)}, _tmp(run_dir / "checkpoint.pt"))
-            (_tmp(run_dir / "checkpoint.pt")).replace(run_dir / "checkpoint.pt")
+            checkpoint = {"model": net.state_dict(), "settings": asdict(s)}
+            atomic_write(run_dir / "checkpoint.pt", lambda tmp: torch.save(checkpoint, tmp))
         _write_log(run_dir / "train_log.csv", history)
-        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "epoch": epoch,
-                    "best": best, "history": history, "settings": asdict(s)}, _tmp(state_path))
-        _tmp(state_path).replace(state_path)
+        state = {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "epoch": epoch,
+                 "best": best, "history": history, "settings": asdict(s)}
+        atomic_write(state_path, lambda tmp: torch.save(state, tmp))
 
     ck = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     net.load_state_dict(ck["model"])
@@ -169,8 +178,6 @@ def train(net: Any, data: Any, settings: TrainSettings, run_dir: Path, resume: b
     return metrics
 
 
-def _tmp(p: Path) -> Path:
-    return p.with_name("." + p.name + ".tmp")
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:

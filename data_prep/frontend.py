@@ -43,6 +43,7 @@ depends, by a hair, on all of its history.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Literal, Mapping, Sequence
@@ -131,6 +132,7 @@ class BandPassParams:
         return cls(**{k: d[k] for k in keys})
 
 
+@functools.lru_cache(maxsize=256)  # FrontEndSettings.bank() asks again for every streamed chunk
 def design_bandpass(low_hz: float, high_hz: float, fs: float = FS_HZ) -> BandPassParams:
     """Chip registers for a first-order Butterworth band-pass (Rockpool's ``from_specification``).
 
@@ -203,6 +205,7 @@ class FilterBank:
 Y_LIMIT = (1 << (NUM_BITS + B_WORST_CASE - 1)) - 1  # |filter output| < 2**24 (B_out = 25 bits)
 
 
+@functools.lru_cache(maxsize=256)  # a proof per register set, not per FilterBank built
 def _overflow_free(p: BandPassParams) -> bool:
     """Proof that no input within +-32767 can overflow the filter's registers (then the
     run-time range checks are skipped).
@@ -238,9 +241,6 @@ class FilterState:
 
     w1: np.ndarray
     w2: np.ndarray
-
-    def copy(self) -> "FilterState":
-        return FilterState(self.w1.copy(), self.w2.copy())
 
 
 def init_state(batch: int) -> FilterState:
@@ -315,13 +315,10 @@ def _check_w(w: np.ndarray, bank: FilterBank) -> None:
         )
 
 
-def _filter_sequential(
-    acc: np.ndarray, bank: FilterBank, state: FilterState, out: np.ndarray | None = None
-) -> tuple[np.ndarray, FilterState]:
-    """One pass over time in blocks; int32 outputs (B, T, C) into ``out`` (allocated if None)."""
+def _filter_sequential(acc: np.ndarray, bank: FilterBank, state: FilterState) -> tuple[np.ndarray, FilterState]:
+    """One pass over time in blocks; int32 outputs (B, T, C)."""
     B, T, _ = acc.shape
-    if out is None:
-        out = np.empty((B, T, N_CHANNELS), dtype=np.int32)
+    out = np.empty((B, T, N_CHANNELS), dtype=np.int32)
     n_blk = max(1, min(T, _BLOCK_ELEMS // max(1, B * N_CHANNELS)))
     bwf, xshift = bank.B_wf, bank.B_wf + bank.B_af
     hist = np.empty((n_blk + 2, B, N_CHANNELS), dtype=np.int64)

@@ -15,6 +15,7 @@ everything that determines them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,7 +27,8 @@ import numpy as np
 
 from aspen_deploy import chip
 from aspen_deploy.io import atomic_save_npz
-from data_prep.dataset import DataError, Recording, cut_windows, load_npz, resample_recording, resample_windows
+from data_prep.dataset import DataError, Recording, cut_windows, load_npz, resample_recording, resample_windows, \
+    split_by_subject
 from data_prep.frontend import FrontEndSettings, choose_encoder, encode, filter_streams, filter_windows, \
     format_encoder_report
 
@@ -84,12 +86,12 @@ def prepare_events(source: str, frontend: dict | None = None, seed: int = 0,
     if spec["source"] == "npz":
         data = _from_windows(load_npz(spec["path"]), spec, fe_given, seed, log)
     else:
-        recs, class_names, test_subjects = _recordings(spec)
+        recs, class_names, test_subjects = source_recordings(spec)
         data = _from_recordings(recs, class_names, test_subjects, spec, fe_given, seed, log)
     if use_cache:
         _save_cache(cache, data)
         if fe_given is None:  # the same events, asked for later with the chosen front end
-            _save_cache(_cache_dir() / f"events-{_cache_key(spec, data.frontend)}.npz", data)
+            _link_cache(cache, _cache_dir() / f"events-{_cache_key(spec, data.frontend)}.npz", data)
     return data
 
 
@@ -108,7 +110,9 @@ def _source_spec(source: str, seed: int) -> dict[str, Any]:
             "mtime_ns": st.st_mtime_ns, "size": st.st_size}
 
 
-def _recordings(spec: dict[str, Any]) -> tuple[list[Recording], list[str], tuple[int, ...]]:
+def source_recordings(spec: dict[str, Any]) -> tuple[list[Recording], list[str], tuple[int, ...]]:
+    """Recordings, class names and test subjects of a streaming source (``spec``: ``source`` "hapt" or
+    "synthetic", ``seed``); the controller's test stream (`aspen_deploy.control.stream`) uses it too."""
     if spec["source"] == "hapt":
         from data_prep.hapt import HAPT_CLASS_NAMES, UCI_TEST_SUBJECTS, load_hapt_recordings
 
@@ -120,8 +124,6 @@ def _recordings(spec: dict[str, Any]) -> tuple[list[Recording], list[str], tuple
 
 
 def _split(subject: np.ndarray, test_subjects: tuple[int, ...], seed: int) -> tuple[np.ndarray, ...]:
-    from data_prep.dataset import split_by_subject
-
     n_rest = len(np.setdiff1d(np.unique(subject), test_subjects))
     return split_by_subject(subject, test_subjects, min(N_VAL_SUBJECTS, max(n_rest - 1, 0)), seed=seed)
 
@@ -137,7 +139,8 @@ def _from_recordings(recs: list[Recording], class_names: list[str], test_subject
     _, val_rec, test_rec = _split(subjects, test_subjects, seed)
     report = None
     if fe is None:
-        train_rec = [i for i in range(len(recs)) if i not in set(val_rec) | set(test_rec)]
+        held = set(val_rec) | set(test_rec)
+        train_rec = [i for i in range(len(recs)) if i not in held]
         fw, fy, fs = [], [], []
         for i in train_rec:
             w, y, _ = cut_windows(filtered[i], recs[i].labels, WINDOW_STEPS, WINDOW_HOP)
@@ -231,6 +234,18 @@ def _save_cache(path: Path, d: EventData) -> None:
         atomic_save_npz(path, meta=np.array(json.dumps(meta)), **arrays)
     except OSError:
         pass  # a cache that cannot be written costs time, not results
+
+
+def _link_cache(src: Path, dst: Path, d: EventData) -> None:
+    """``dst`` as a second name of the cache file ``src`` (one copy on disk); saved anew if linking fails."""
+    tmp = dst.with_name(f"{dst.name}.{os.getpid()}.link")
+    try:
+        os.link(src, tmp)
+        os.replace(tmp, dst)  # replaces an older dst, as a save would
+    except OSError:  # no hard links here (or src was not written)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        _save_cache(dst, d)
 
 
 def _load_cache(path: Path, spec: dict[str, Any]) -> EventData:

@@ -30,12 +30,12 @@ import rockpool.parameters as rp
 from rockpool.nn.modules import LinearTorch, TorchModule
 
 from aspen_deploy import chip
+from aspen_deploy.ir import ChipNet, Population
+from models.chipnet_model import STATE_LIMIT  # noqa: F401  (re-exported: the bound the docstring names)
+from models.chipnet_model import (chip_lif_params, delay_one_step, layered_chipnet, logits_from_membrane, np64,
+                                  readout_gain, uniform_init)
 from models.lif import LIFParams, leaky_readout, lif_scan
 from models.spec import LayeredSpec
-
-# threshold 1.0 <-> integer 4096; 32767 / 4096 ~ 8.0 is the saturation bound in float units
-STATE_LIMIT = 8.0
-READOUT_SKIP_FRACTION = 0.25
 
 
 @dataclass
@@ -67,16 +67,10 @@ class XyloLIFTorch(TorchModule):
         self.threshold: torch.Tensor | float = 1.0
 
     def lif_params(self) -> LIFParams:
-        return LIFParams(chip.decay_factor(int(self.dash_syn)), chip.decay_factor(int(self.dash_mem)),
-                         self.bias, STATE_LIMIT, float(self.max_spikes))
+        return chip_lif_params(self.dash_syn, self.dash_mem, self.bias, self.max_spikes)
 
     def forward(self, i_in: torch.Tensor) -> torch.Tensor:
         return lif_scan(i_in, self.lif_params(), torch.as_tensor(self.threshold, dtype=i_in.dtype))
-
-
-def _delay_one_step(x: torch.Tensor) -> torch.Tensor:
-    """Shift (B, T, N) one step later along T (the chip's per-hop latency)."""
-    return torch.nn.functional.pad(x, (0, 0, 1, 0))[:, :-1]
 
 
 class AspenSynNet(TorchModule):
@@ -119,45 +113,31 @@ class AspenSynNet(TorchModule):
         x = events.to(torch.float32)
         spikes = []
         for k, (lin, neu) in enumerate(zip(self.linears, self.neurons)):
-            cur = (x if k == 0 else _delay_one_step(x)) @ lin.weight
+            cur = (x if k == 0 else delay_one_step(x)) @ lin.weight
             x = lif_scan(cur, neu.lif_params(), torch.as_tensor(neu.threshold, dtype=cur.dtype))
             spikes.append(x)
         self.last_hidden_spikes = spikes
-        i_out = _delay_one_step(x) @ self.readout.weight
+        i_out = delay_one_step(x) @ self.readout.weight
         return leaky_readout(i_out, chip.decay_factor(self.readout_dash_syn), chip.decay_factor(self.readout_dash_mem),
                              self.readout_bias)
 
     def forward(self, events: torch.Tensor) -> torch.Tensor:
-        v = self.readout_membrane(events)
-        t0 = int(v.shape[1] * READOUT_SKIP_FRACTION)
-        # divide by the readout's DC gain so logits stay O(1) whatever the time constants;
+        # divided by the readout's DC gain so logits stay O(1) whatever the time constants;
         # a positive constant, so the class (argmax) on the chip is unaffected
-        return v[:, t0:].mean(1) / self.readout_gain
+        return logits_from_membrane(self.readout_membrane(events), self.readout_gain)
 
     @property
     def readout_gain(self) -> float:
-        a_s = chip.decay_factor(self.readout_dash_syn)
-        a_m = chip.decay_factor(self.readout_dash_mem)
-        return a_s / (1.0 - a_s) / (1.0 - a_m)
+        return readout_gain(self.readout_dash_syn, self.readout_dash_mem)
 
-
-    def to_chipnet(self) -> "ChipNet":
+    def to_chipnet(self) -> ChipNet:
         """The float network in the chip's terms (`aspen_deploy.ir.ChipNet`), ready to quantize."""
-        from aspen_deploy.ir import INPUT, READOUT, ChipNet, Edge, Population
-
-        def w(lin: LinearTorch):
-            return lin.weight.detach().cpu().numpy().astype("float64")
-
-        pops = [Population(f"hidden{k}", n.size_out, int(n.dash_syn), int(n.dash_mem), 1.0,
-                           n.bias.detach().cpu().numpy().astype("float64")) for k, n in enumerate(self.neurons)]
-        edges = [Edge(INPUT if k == 0 else k - 1, k, w(lin)) for k, lin in enumerate(self.linears)]
-        edges.append(Edge(len(pops) - 1, READOUT, w(self.readout)))
-        readout = Population("readout", self.spec.n_out, self.readout_dash_syn, self.readout_dash_mem, 1.0,
-                             self.readout_bias.detach().cpu().numpy().astype("float64"))
-        return ChipNet(self.spec.n_in, pops, edges, readout, dt=self.spec.dt, name="aspen_synnet")
+        pops = [Population(f"hidden{k}", n.size_out, int(n.dash_syn), int(n.dash_mem), 1.0, np64(n.bias))
+                for k, n in enumerate(self.neurons)]
+        return layered_chipnet("aspen_synnet", self.spec, [np64(lin.weight) for lin in self.linears],
+                               np64(self.readout.weight), pops, np64(self.readout_bias))
 
 
 def _init(fan_in: int):
-    # uniform with std 1 / sqrt(fan_in)
-    bound = (3.0 / fan_in) ** 0.5
-    return lambda s: torch.empty(s).uniform_(-bound, bound)
+    """Weight initialiser for `LinearTorch` (called with the shape): `uniform_init`."""
+    return lambda shape: uniform_init(fan_in, shape)

@@ -39,12 +39,12 @@ import torch
 from rockpool.nn.modules import TorchModule
 
 from aspen_deploy import chip
+from aspen_deploy.backends.base import readout_skip_steps  # numpy only: loads no backend
 from aspen_deploy.ir import INPUT, READOUT, ChipNet, Edge, Population
 from models.lif import LIFParams, LIFState, leaky_readout, lif_scan, lif_step
 from models.spec import LayeredSpec, SpecError, refuse_unknown_fields
 
-STATE_LIMIT = 8.0  # float saturation at threshold 1.0 (32767 / 4096), as models.aspen_synnet
-READOUT_SKIP_FRACTION = 0.25
+STATE_LIMIT = 8.0  # float saturation at threshold 1.0 (32767 / 4096)
 
 
 # ---- shared helpers --------------------------------------------------------------------------
@@ -62,15 +62,22 @@ def readout_gain(dash_syn: int, dash_mem: int) -> float:
 
 
 def logits_from_membrane(v: torch.Tensor, gain: float) -> torch.Tensor:
-    """(B, T, C) readout membrane -> (B, C): mean over the last 3/4 of T, divided by the DC gain."""
-    t0 = int(v.shape[1] * READOUT_SKIP_FRACTION)
-    return v[:, t0:].mean(1) / gain
+    """(B, T, C) readout membrane -> (B, C): mean over the last 3/4 of T (the steps the chip's
+    prediction reads, `aspen_deploy.backends.base.readout_skip_steps`), divided by the DC gain."""
+    return v[:, readout_skip_steps(v.shape[1]):].mean(1) / gain
 
 
-def uniform_init(fan_in: int, shape: tuple[int, ...], generator: torch.Generator | None = None) -> torch.Tensor:
-    """Uniform weights with std 1 / sqrt(fan_in), as `models.aspen_synnet`."""
+def uniform_init(fan_in: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """Uniform weights with std 1 / sqrt(fan_in)."""
     bound = (3.0 / max(fan_in, 1)) ** 0.5
-    return torch.empty(shape).uniform_(-bound, bound, generator=generator)
+    return torch.empty(shape).uniform_(-bound, bound)
+
+
+def chip_lif_params(dash_syn: int, dash_mem: int, bias: torch.Tensor, max_spikes: float,
+                    threshold: float = 1.0) -> LIFParams:
+    """`LIFParams` of chip neurons: bit-shift decays, saturation at ``STATE_LIMIT * threshold``."""
+    return LIFParams(chip.decay_factor(int(dash_syn)), chip.decay_factor(int(dash_mem)), bias,
+                     STATE_LIMIT * threshold, float(max_spikes))
 
 
 def dash_from_alpha(alpha: float) -> int:
@@ -83,9 +90,9 @@ def dash_from_alpha(alpha: float) -> int:
     return int(min(max(round(-math.log2(1.0 - alpha)), 1), chip.DASH_MAX))
 
 
-def threshold_tensor(theta: float | torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A threshold (scalar or (B, 1)) as a tensor that broadcasts against (B, N)."""
-    t = torch.as_tensor(theta, dtype=dtype)
+def threshold_tensor(theta: float | torch.Tensor) -> torch.Tensor:
+    """A threshold (scalar or (B, 1)) as a float32 tensor of >= 2 dims that broadcasts against (B, N)."""
+    t = torch.as_tensor(theta, dtype=torch.float32)
     while t.dim() < 2:
         t = t.unsqueeze(0)
     return t
@@ -245,8 +252,7 @@ class ChipNetModel(TorchModule):
     def _lif_params(self, p: int) -> tuple[LIFParams, float]:
         pop = self.spec.populations[p]
         th = float(pop["threshold"])
-        return LIFParams(chip.decay_factor(int(pop["dash_syn"])), chip.decay_factor(int(pop["dash_mem"])),
-                         getattr(self, f"b{p}"), STATE_LIMIT * th, float(self.spec.max_spikes)), th
+        return chip_lif_params(pop["dash_syn"], pop["dash_mem"], getattr(self, f"b{p}"), self.spec.max_spikes, th), th
 
     def readout_membrane(self, events: torch.Tensor) -> torch.Tensor:
         """(B, T, n_in) event counts -> (B, T, C) readout membrane; keeps `last_hidden_spikes`."""
@@ -374,8 +380,7 @@ class LayeredNet(TorchModule):
         return readout_gain(self.readout_dash_syn, self.readout_dash_mem)
 
     def lif_params(self, k: int) -> LIFParams:
-        return LIFParams(chip.decay_factor(self.dash_syn), chip.decay_factor(self.dash_mem), self.bias(k),
-                         STATE_LIMIT, float(self.spec.max_spikes))
+        return chip_lif_params(self.dash_syn, self.dash_mem, self.bias(k), self.spec.max_spikes)
 
     def chain_chipnet(self, name: str, weights: list[torch.Tensor], pops: list[Population],
                       extra_edges: Iterable[Edge] = (), metadata: dict | None = None) -> ChipNet:
@@ -396,21 +401,24 @@ def evaluate_logits(net: Any, x: np.ndarray, threshold: float = 1.0, batch: int 
     return np.concatenate(outs), spikes / max(len(x), 1)
 
 
-def conversion_report(net: Any, chipnet: ChipNet, x: np.ndarray, y: np.ndarray,
-                      threshold: float = 1.0) -> dict[str, Any]:
+def conversion_report(net: Any, chipnet: ChipNet, x: np.ndarray, y: np.ndarray, threshold: float = 1.0,
+                      net_logits: tuple[np.ndarray, float] | None = None) -> dict[str, Any]:
     """Float accuracy of ``net`` and of its conversion ``chipnet`` (as a `ChipNetModel`) on the same windows.
 
     What an approximate conversion costs before quantization: ``accuracy_change`` = converted -
-    original, and how often the two predict the same class.
+    original, and how often the two predict the same class. ``net_logits``: ``net``'s
+    `evaluate_logits` on ``x`` at ``threshold`` in eval mode, when the caller already has it.
     """
     conv = ChipNetModel.from_chipnet(chipnet)
     conv.eval()
-    was_training = getattr(net, "training", False)
-    net.eval()
-    a_logits, a_spikes = evaluate_logits(net, x, threshold)
+    if net_logits is None:
+        was_training = getattr(net, "training", False)
+        net.eval()
+        net_logits = evaluate_logits(net, x, threshold)
+        if was_training:
+            net.train()
+    a_logits, a_spikes = net_logits
     b_logits, b_spikes = evaluate_logits(conv, x, threshold)
-    if was_training:
-        net.train()
     y = np.asarray(y)
     acc_a = float((a_logits.argmax(-1) == y).mean())
     acc_b = float((b_logits.argmax(-1) == y).mean())

@@ -47,12 +47,15 @@ class LIFParams(NamedTuple):
     max_spikes: float
 
 
+def surrogate_shape(x: torch.Tensor, max_spikes: float, beta: float = SURROGATE_BETA) -> torch.Tensor:
+    """theta * dn/du as a function of x = u / theta (see module docstring)."""
+    below = 1.0 / (1.0 + beta * (x - 1.0).abs()) ** 2
+    return torch.where(x < 1.0, below, (x < max_spikes + 1.0).to(x.dtype))
+
+
 def surrogate_grad(u: torch.Tensor, theta: torch.Tensor, max_spikes: float, beta: float = SURROGATE_BETA) -> torch.Tensor:
     """dn/du of the multi-spike function (see module docstring)."""
-    x = u / theta
-    below = 1.0 / (1.0 + beta * (x - 1.0).abs()) ** 2
-    g = torch.where(x < 1.0, below, (x < max_spikes + 1.0).to(u.dtype))
-    return g / theta
+    return surrogate_shape(u / theta, max_spikes, beta) / theta
 
 
 class _SpikeFn(torch.autograd.Function):

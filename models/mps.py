@@ -47,10 +47,11 @@ import rockpool.parameters as rp
 import torch
 
 from aspen_deploy import chip
+from aspen_deploy.backends.base import readout_skip_steps
 from aspen_deploy.ir import ChipNet, Population
-from models.chipnet_model import (STATE_LIMIT, LayeredNet, attach_aux_loss, dash_from_alpha, np64, readout_gain,
-                                  threshold_tensor)
-from models.lif import SURROGATE_BETA, spike
+from models.chipnet_model import (STATE_LIMIT, LayeredNet, attach_aux_loss, dash_from_alpha, logits_from_membrane,
+                                  np64, threshold_tensor)
+from models.lif import spike, surrogate_shape
 from models.spec import LayeredSpec, SpecError
 
 RESETS = ("membrane", "smoothed")
@@ -135,9 +136,9 @@ class MPSNet(LayeredNet):
 
     def forward(self, events: torch.Tensor) -> torch.Tensor:
         v = self.readout_membrane(events)
-        gain = readout_gain(self.readout_dash_syn, self.readout_dash_mem)
-        t0 = int(v.shape[1] * 0.25)
-        logits = v[:, t0:].mean(1) / gain
+        gain = self.readout_gain
+        logits = logits_from_membrane(v, gain)
+        t0 = readout_skip_steps(v.shape[1])  # TASG compares the steps the logits average
         self.last_tasg_loss = None
         if self.training and self.spec.tasg_weight > 0 and torch.is_grad_enabled() and v.shape[1] - t0 > 1:
             aux = self.spec.tasg_weight * tasg_loss(v[:, t0:] / gain)
@@ -200,21 +201,17 @@ def _mps_forward(cur: torch.Tensor, bias: torch.Tensor, theta: torch.Tensor, alp
 
 
 @torch.jit.script
-def _mps_backward(grad_s: torch.Tensor, p_all: torch.Tensor, q_all: torch.Tensor, hp_all: torch.Tensor,
-                  u_all: torch.Tensor, hh_all: torch.Tensor, bias: torch.Tensor, theta: torch.Tensor, alpha: float,
-                  beta: float, lim_u: float, lim_h: float, max_spikes: float, sbeta: float):
-    b, t_len, n = grad_s.shape
-    th3 = theta.unsqueeze(1)  # (B or 1, 1, N or 1) against (B, T, N)
-    x = hh_all / th3
-    g = torch.where(x < 1.0, 1.0 / (1.0 + sbeta * (x - 1.0).abs()) ** 2, (x < max_spikes + 1.0).to(x.dtype))
-    gn = grad_s * g / th3
-    mask_u = (p_all.abs() < lim_u).to(x.dtype)
-    mask_h = (q_all.abs() < lim_h).to(x.dtype)
-    grad_cur = torch.empty_like(grad_s)
-    gv = grad_s.new_zeros(b, n)
-    gh = grad_s.new_zeros(b, n)
-    galpha = grad_s.new_zeros(b, n)
-    gbias = grad_s.new_zeros(b, n)
+def _mps_backward(gn: torch.Tensor, p_all: torch.Tensor, q_all: torch.Tensor, hp_all: torch.Tensor,
+                  u_all: torch.Tensor, bias: torch.Tensor, alpha: float, beta: float, lim_u: float, lim_h: float):
+    """Reverse scan from gn = dL/dn * dn/dH (B, T, N)."""
+    b, t_len, n = gn.shape
+    mask_u = (p_all.abs() < lim_u).to(gn.dtype)
+    mask_h = (q_all.abs() < lim_h).to(gn.dtype)
+    grad_cur = torch.empty_like(gn)
+    gv = gn.new_zeros(b, n)
+    gh = gn.new_zeros(b, n)
+    galpha = gn.new_zeros(b, n)
+    gbias = gn.new_zeros(b, n)
     for k in range(t_len):
         t = t_len - 1 - k
         gq = (gn[:, t] + gh) * mask_h[:, t]
@@ -236,8 +233,7 @@ class MPSScanFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, cur, bias, theta, alpha, beta, lim, max_spikes, smoothed):  # type: ignore[override]
-        a = float(alpha)
-        theta = theta if theta.dim() >= 2 else theta.reshape(1, -1)
+        a = float(alpha)  # theta: (B, 1) or (1, 1), as `threshold_tensor` makes it
         consts = (a, float(beta), lim / (1.0 - a), float(lim), float(max_spikes))
         spikes, p_all, q_all, hp_all, u_all, hh_all = _mps_forward(cur, bias, theta, consts[0], consts[1], consts[2],
                                                                    consts[3], consts[4], bool(smoothed))
@@ -249,8 +245,10 @@ class MPSScanFunction(torch.autograd.Function):
     def backward(ctx, grad_s):  # type: ignore[override]
         p_all, q_all, hp_all, u_all, hh_all, bias, theta, alpha = ctx.saved_tensors
         a, beta, lim_u, lim_h, max_spikes = ctx.consts
-        grad_cur, gbias, galpha = _mps_backward(grad_s.contiguous(), p_all, q_all, hp_all, u_all, hh_all, bias, theta,
-                                                a, beta, lim_u, lim_h, max_spikes, SURROGATE_BETA)
+        th3 = theta.unsqueeze(1)  # (B or 1, 1, 1) against (B, T, N)
+        # the surrogate of `models.lif`; 1/theta applied last, as before, so gradients are bit-identical
+        gn = (grad_s * surrogate_shape(hh_all / th3, max_spikes) / th3).contiguous()
+        grad_cur, gbias, galpha = _mps_backward(gn, p_all, q_all, hp_all, u_all, bias, a, beta, lim_u, lim_h)
         return grad_cur, gbias, None, galpha.reshape(alpha.shape).to(alpha.dtype), None, None, None, None
 
 

@@ -86,7 +86,6 @@ class S2TDPTNet(TorchModule):
         self.token_dash_mem = chip.dash_from_tau(spec.token_tau_mem_s, spec.dt)
         self.threshold: float | torch.Tensor = 1.0
         self.last_hidden_spikes: list[torch.Tensor] = []
-        self._token_logits: torch.Tensor | None = None
 
     def set_threshold(self, theta: float | torch.Tensor) -> None:
         self.threshold = theta

@@ -43,7 +43,7 @@ from aspen_deploy.drc import DesignRuleError, Violation
 from aspen_deploy.ir import ChipNet, Edge, Population
 from models.chipnet_model import (STATE_LIMIT, LayeredNet, conversion_report, dash_from_alpha, np64,
                                   threshold_tensor, uniform_init)
-from models.lif import SURROGATE_BETA, spike
+from models.lif import spike, surrogate_grad
 from models.spec import LayeredSpec, SpecError
 
 STATS_MOMENTUM = 0.1
@@ -212,17 +212,13 @@ def _stc_forward(cur: torch.Tensor, bias: torch.Tensor, theta: torch.Tensor, w_g
 
 
 @torch.jit.script
-def _stc_backward(grad_s: torch.Tensor, spikes: torch.Tensor, pa_all: torch.Tensor, q_all: torch.Tensor,
-                  u_all: torch.Tensor, vp_all: torch.Tensor, beta_all: torch.Tensor, gamma_all: torch.Tensor,
-                  r_all: torch.Tensor, g_all: torch.Tensor, theta: torch.Tensor, w_g: torch.Tensor, pool: torch.Tensor,
-                  a_beta: torch.Tensor, e_gamma: torch.Tensor, a_s: float, lim: float, max_spikes: float,
-                  sbeta: float):
+def _stc_backward(grad_s: torch.Tensor, sg: torch.Tensor, spikes: torch.Tensor, pa_all: torch.Tensor,
+                  q_all: torch.Tensor, vp_all: torch.Tensor, beta_all: torch.Tensor, gamma_all: torch.Tensor,
+                  r_all: torch.Tensor, g_all: torch.Tensor, w_g: torch.Tensor, a_s: float, lim: float):
+    """Reverse scan; ``sg`` (B, T, N) is the surrogate dn/du."""
     b, t_len, n = grad_s.shape
-    th3 = theta.unsqueeze(1)
-    x = u_all / th3
-    sg = torch.where(x < 1.0, 1.0 / (1.0 + sbeta * (x - 1.0).abs()) ** 2, (x < max_spikes + 1.0).to(x.dtype)) / th3
-    mask_u = (q_all.abs() < lim).to(x.dtype)
-    mask_a = (pa_all.abs() < lim).to(x.dtype)
+    mask_u = (q_all.abs() < lim).to(sg.dtype)
+    mask_a = (pa_all.abs() < lim).to(sg.dtype)
     grad_cur = torch.empty_like(grad_s)
     gv = grad_s.new_zeros(b, n)
     ga = grad_s.new_zeros(b, n)
@@ -268,13 +264,12 @@ class STCScanFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, cur, bias, theta, w_g, pool, a_beta, c_gamma, e_gamma, a_s, alpha_mem, lim, max_spikes):  # type: ignore[override]
-        theta = theta if theta.dim() >= 2 else theta.reshape(1, -1)
+        # theta: (B, 1) or (1, 1), as `threshold_tensor` makes it
         logit_am = math.log(alpha_mem / (1.0 - alpha_mem))
         out = _stc_forward(cur, bias, theta, w_g, pool, a_beta, c_gamma, e_gamma, float(a_s), logit_am, float(lim),
                            float(max_spikes))
         spikes, pa_all, q_all, u_all, vp_all, beta_all, gamma_all, r_all, g_all = out
-        ctx.save_for_backward(spikes, pa_all, q_all, u_all, vp_all, beta_all, gamma_all, r_all, g_all, theta, w_g,
-                              pool, a_beta, e_gamma)
+        ctx.save_for_backward(spikes, pa_all, q_all, u_all, vp_all, beta_all, gamma_all, r_all, g_all, theta, w_g)
         ctx.consts = (float(a_s), float(lim), float(max_spikes))
         beta_mean, gamma_mean = beta_all.mean((0, 1)), gamma_all.mean((0, 1))
         ctx.mark_non_differentiable(beta_mean, gamma_mean)
@@ -282,16 +277,24 @@ class STCScanFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_s, _gb, _gg):  # type: ignore[override]
-        saved = ctx.saved_tensors
+        spikes, pa_all, q_all, u_all, vp_all, beta_all, gamma_all, r_all, g_all, theta, w_g = ctx.saved_tensors
         a_s, lim, max_spikes = ctx.consts
-        grad_cur, gbias, g_wg, g_ab, g_cg, g_eg = _stc_backward(grad_s.contiguous(), *saved, a_s, lim, max_spikes,
-                                                                SURROGATE_BETA)
+        sg = surrogate_grad(u_all, theta.unsqueeze(1), max_spikes)
+        grad_cur, gbias, g_wg, g_ab, g_cg, g_eg = _stc_backward(grad_s.contiguous(), sg, spikes, pa_all, q_all, vp_all,
+                                                                beta_all, gamma_all, r_all, g_all, w_g, a_s, lim)
         return grad_cur, gbias, None, g_wg, None, g_ab, g_cg, g_eg, None, None, None, None
 
 
-def approximation_report(net: STCLIFNet, x: np.ndarray, y: np.ndarray, threshold: float = 1.0) -> dict[str, Any]:
-    """Float accuracy of the dynamic model and of its fixed-leak approximation on the same windows."""
-    rep = conversion_report(net, net.to_chipnet(approximate=True), x, y, threshold)
+def approximation_report(net: STCLIFNet, x: np.ndarray, y: np.ndarray, threshold: float = 1.0,
+                         chipnet: ChipNet | None = None,
+                         net_logits: tuple[np.ndarray, float] | None = None) -> dict[str, Any]:
+    """Float accuracy of the dynamic model and of its fixed-leak approximation on the same windows.
+
+    ``chipnet`` (``net.to_chipnet(approximate=True)``) and ``net_logits`` (see `conversion_report`)
+    spare the work when the caller already has them.
+    """
+    chipnet = chipnet if chipnet is not None else net.to_chipnet(approximate=True)
+    rep = conversion_report(net, chipnet, x, y, threshold, net_logits=net_logits)
     return {"dynamic_accuracy": rep["model_accuracy"], "fixed_accuracy": rep["converted_accuracy"],
             "accuracy_change": rep["accuracy_change"], "prediction_agreement": rep["prediction_agreement"],
             "dynamic_hidden_spikes_per_window": rep["model_hidden_spikes_per_window"],

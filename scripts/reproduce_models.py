@@ -50,10 +50,10 @@ def _train_child(row: str, args: dict, frontend: dict) -> dict:
     from models import build_model
 
     model, sampler, overrides = RUNS[row]
-    data = prepare_events(args["data"], frontend=frontend, seed=args["seed"])
     out = Path(args["out"]) / row
-    if (out / "metrics.json").is_file():
+    if (out / "metrics.json").is_file():  # finished: no data needed
         return json.loads((out / "metrics.json").read_text())
+    data = prepare_events(args["data"], frontend=frontend, seed=args["seed"])
     net = build_model(model, {"n_out": data.n_classes, **overrides})
     settings = TrainSettings(sampler=sampler, profile="quick", epochs=args["epochs"], seed=args["seed"], model=model,
                              net=net.spec.to_dict(), data=data.spec, frontend=data.frontend.to_dict())
@@ -62,6 +62,16 @@ def _train_child(row: str, args: dict, frontend: dict) -> dict:
     m = train(net, data, settings, out, resume=(out / "train_state.pt").is_file())
     print(f"[{row}] done in {time.time() - t0:.0f} s: float test accuracy {m['float_test_accuracy']:.3f}", flush=True)
     return m
+
+
+def _float_eval(net: Any, x: Any, y: Any) -> tuple[Any, dict[str, float]]:
+    """(logits, `aspen_deploy.train.evaluate`'s dict) of ``net`` on windows ``x`` at threshold 1.0."""
+    import numpy as np
+
+    from models.chipnet_model import evaluate_logits
+
+    logits, spikes = evaluate_logits(net, x)
+    return logits, {"accuracy": float((logits.argmax(-1) == np.asarray(y)).mean()), "hidden_spikes_per_window": spikes}
 
 
 def evaluate_row(row: str, out: Path, data: Any, windows: int, backend: str) -> dict[str, Any]:
@@ -74,31 +84,26 @@ def evaluate_row(row: str, out: Path, data: Any, windows: int, backend: str) -> 
 
     from aspen_deploy.backends import get_backend
     from aspen_deploy.drc import DesignRuleError
-    from aspen_deploy.export import CALIBRATION_WINDOWS
-    from aspen_deploy.quantize import quantize, readout_vmax
+    from aspen_deploy.export import export_config
     from aspen_deploy.runs import load_run
-    from aspen_deploy.sweep import evaluate_scale, stratified_subset
-    from aspen_deploy.train import evaluate
-    from models.chipnet_model import ChipNetModel, conversion_report, evaluate_logits
+    from aspen_deploy.sweep import stratified_subset
+    from models.chipnet_model import ChipNetModel, conversion_report
 
     run = load_run(out / row)
     net = run.net
     model = run.settings.model
     res: dict[str, Any] = {"row": row, "model": model, "sampler": run.settings.sampler,
                            "epochs": run.settings.epochs}
-    fl = evaluate(net, data.test.x, data.test.y)
+    # float logits on the whole test split, once; the chip windows are a subset of it
+    # (each window's logits do not depend on the batch it runs in)
+    fl_logits, fl = _float_eval(net, data.test.x, data.test.y)
     res["float_accuracy"] = fl["accuracy"]
     res["float_hidden_spikes_per_window"] = fl["hidden_spikes_per_window"]
     idx = stratified_subset(data.test.y, windows, seed=0)
     xs, ys = data.test.x[idx], data.test.y[idx]
     res["chip_windows"] = int(len(idx))
+    same_logits = fl_logits  # the float network set against the chip (mpsl: the merged one, below)
 
-    if model == "mpsl":
-        net.mode = "merged"
-        merged = evaluate(net, data.test.x, data.test.y)
-        res["merged_float_accuracy"] = merged["accuracy"]
-        ref = ChipNetModel.from_chipnet(net.to_chipnet())
-        res["merged_equals_chipnet_model"] = bool(evaluate(ref, data.test.x, data.test.y) == merged)
     try:
         chipnet = net.to_chipnet()
     except DesignRuleError as e:
@@ -108,22 +113,29 @@ def evaluate_row(row: str, out: Path, data: Any, windows: int, backend: str) -> 
             return res
         from models.stc_lif import approximation_report
 
-        rep = approximation_report(net, data.test.x, data.test.y)
-        res["approximation"] = rep
         chipnet = net.to_chipnet(approximate=True)
-    calib = data.train.x[stratified_subset(data.train.y, CALIBRATION_WINDOWS, seed=1)]
-    cfg = quantize(chipnet, readout_vmax=readout_vmax(net, calib), imu_if=data.frontend.to_dict())
+        res["approximation"] = approximation_report(net, data.test.x, data.test.y, chipnet=chipnet,
+                                                    net_logits=(fl_logits, fl["hidden_spikes_per_window"]))
+    if model == "mpsl":
+        net.mode = "merged"
+        same_logits, merged = _float_eval(net, data.test.x, data.test.y)
+        res["merged_float_accuracy"] = merged["accuracy"]
+        ref = ChipNetModel.from_chipnet(chipnet)  # = net.merged_model()
+        res["merged_equals_chipnet_model"] = bool(_float_eval(ref, data.test.x, data.test.y)[1] == merged)
+    cfg = export_config(run, data, approximate=(model == "stc_lif"), chipnet=chipnet)
     be = get_backend(backend)
     be.load(cfg)
+    be.set_threshold_scale(1.0)
+    # one simulation gives the chip's accuracy, spikes and predictions (`sweep.evaluate_scale`'s batches)
     t0 = time.time()
-    ch = evaluate_scale(be, xs, ys, data.n_classes, 1.0)
+    runs = [be.run(xs[i:i + 256]) for i in range(0, len(xs), 256)]
     res["chip_seconds"] = time.time() - t0
-    res["chip_accuracy"] = ch["accuracy"]
-    res["chip_hidden_spikes_per_window"] = ch["hidden_spikes_per_window"]
-    fl_logits, _ = evaluate_logits(net, xs)
-    r = be.run(xs)
-    res["float_chip_prediction_agreement"] = float(np.mean(fl_logits.argmax(-1) == r.prediction))
-    res["float_accuracy_same_windows"] = float(np.mean(fl_logits.argmax(-1) == ys))
+    pred = np.concatenate([r.prediction for r in runs])
+    res["chip_accuracy"] = float(np.mean(pred == ys))
+    res["chip_hidden_spikes_per_window"] = sum(float(r.hidden_spike_counts.sum()) for r in runs) / len(xs)
+    fl_sub = same_logits[idx].argmax(-1)
+    res["float_chip_prediction_agreement"] = float(np.mean(fl_sub == pred))
+    res["float_accuracy_same_windows"] = float(np.mean(fl_sub == ys))
     conv = chipnet.metadata.get("conversion", {})
     if model == "stc_lif":
         rep = res["approximation"]
@@ -140,8 +152,9 @@ def evaluate_row(row: str, out: Path, data: Any, windows: int, backend: str) -> 
         with torch.no_grad():
             for a in conv["alphas"]:
                 getattr(rounded, f"alpha_logit{a['layer']}").fill_(math.log(a["alpha_chip"] / (1 - a["alpha_chip"])))
-        res["float_accuracy_alpha_rounded"] = evaluate(rounded, data.test.x, data.test.y)["accuracy"]
-        conv_rep = conversion_report(net, chipnet, data.test.x, data.test.y)
+        res["float_accuracy_alpha_rounded"] = _float_eval(rounded, data.test.x, data.test.y)[1]["accuracy"]
+        conv_rep = conversion_report(net, chipnet, data.test.x, data.test.y,
+                                     net_logits=(fl_logits, fl["hidden_spikes_per_window"]))
         res["converted_float_accuracy"] = conv_rep["converted_accuracy"]
         res["converted_float_hidden_spikes_per_window"] = conv_rep["converted_hidden_spikes_per_window"]
         alphas = ", ".join(f"{a['alpha']:.3f}->{a['alpha_chip']:.3f}" for a in conv["alphas"])

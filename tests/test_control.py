@@ -327,6 +327,20 @@ def test_period_inputs_prepend_the_warm_up_with_zeros_at_the_start():
     assert (period_inputs(ev, 2, 200, 80) == x[2]).all()
 
 
+@pytest.mark.parametrize("period,warmup", [(200, 80), (50, 120), (7, 0)])
+def test_period_inputs_match_slicing_a_zero_padded_stream(period, warmup):
+    rng = np.random.default_rng(period + warmup)
+    ev = rng.integers(0, 16, size=(1003, 15), dtype=np.uint8)
+    pad = np.concatenate([np.zeros((warmup, 15), np.uint8), ev])  # the reference: zeros before step 0
+    n = len(ev) // period
+    ref = np.stack([pad[p * period:p * period + warmup + period] for p in range(n)])
+    idx = rng.permutation(n)
+    got = period_inputs(ev, idx, period, warmup)
+    assert got.dtype == ev.dtype and (got == ref[idx]).all()
+    for p in (0, 1, n - 1):
+        assert (period_inputs(ev, p, period, warmup) == ref[p]).all()
+
+
 @pytest.fixture(scope="module")
 def tiny_stream():
     return synthetic_test_stream(seed=3, n_subjects=2, seconds_per_activity=12.0)

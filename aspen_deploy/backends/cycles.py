@@ -129,6 +129,14 @@ class ClockChoice(NamedTuple):
     required_mhz: float
 
 
+def required_clock_mhz(cycles_per_step: np.ndarray, dt: float = chip.DT_S, margin: float = 1.2) -> float:
+    """The clock (MHz) that runs the busiest step in real time: ``max(cycles) * margin / dt``."""
+    c = np.asarray(cycles_per_step, dtype=np.float64)
+    if c.size == 0:
+        raise ValueError("no cycle counts given")
+    return float(c.max()) * margin / dt / 1e6
+
+
 def min_clock_mhz(cycles_per_step: np.ndarray, dt: float = chip.DT_S, margin: float = 1.2) -> ClockChoice:
     """Lowest legal core clock that runs every given step in real time (the worst step decides).
 
@@ -139,9 +147,6 @@ def min_clock_mhz(cycles_per_step: np.ndarray, dt: float = chip.DT_S, margin: fl
         raise ValueError(f"dt must be positive (seconds per step), got {dt}")
     if not margin >= 1.0:
         raise ValueError(f"margin is a factor >= 1 (Rockpool uses 1.2), got {margin}")
-    c = np.asarray(cycles_per_step, dtype=np.float64)
-    if c.size == 0:
-        raise ValueError("no cycle counts given")
-    required = float(c.max()) * margin / dt / 1e6
+    required = required_clock_mhz(cycles_per_step, dt, margin)
     legal = [f for f in sorted(chip.CLOCKS_MHZ) if f >= required]
     return ClockChoice(legal[0] if legal else None, required)

@@ -373,12 +373,12 @@ def _special_neuron(S, j, thr, dm, bias, has_bias, n0, n_max):
 def _run_window(
     x, P, PO, wf_in, in_lo, in_hi, wf_rec, rec_lo, rec_hi, wf_out,
     thr, dm, bias, alias, has_alias, special, thr_o, dm_o, bias_o, special_o, has_bias, cyc_table, t_skip,
-    out_spk, out_vmem, vmem_sum, hid_counts, hid_active, in_active, cycles,
+    out_spk, out_vmem, vmem_sum, hid_counts, hid_active, cycles,
 ):  # fmt: skip
     """One window from reset: x (T, Nin); writes out_spk/out_vmem (T, Nout), vmem_sum (Nout,):
     readout membrane summed over steps >= t_skip, hid_counts (Nhid,), and per step (T,)
-    hid_active and in_active (hidden neurons that spiked, input channels with events) and
-    cycles (``cyc_table[inputs, hidden]``, the cycles model looked up).
+    hid_active (hidden neurons that spiked) and cycles (``cyc_table[inputs, hidden]``, the
+    cycles model looked up).
 
     State: integer-valued float32 rows of S (hidden) and SO (readout); exact, as every sum is
     of values within int16, far below 2**24.
@@ -416,7 +416,6 @@ def _run_window(
         for a in range(n_in_act):
             c = in_idx[a]
             _deliver(S, F32(in_cnt[a]), wf_in, c, in_lo[c], in_hi[c])
-        in_active[t] = n_in_act
         for a in range(n_pre[ro]):
             i = pre_idx[ro, a]
             k = pre_cnt[ro, a]
@@ -526,14 +525,14 @@ def _mark_special(S, special, saved):
 def _run_kernel(
     x, P, PO, wf_in, in_lo, in_hi, wf_rec, rec_lo, rec_hi, wf_out,
     thr, dm, bias, alias, has_alias, special, thr_o, dm_o, bias_o, special_o, has_bias, cyc_table, t_skip,
-    out_spk, out_vmem, vmem_sum, hid_counts, hid_active, in_active, cycles, negative,
+    out_spk, out_vmem, vmem_sum, hid_counts, hid_active, cycles, negative,
 ):  # fmt: skip
     """All windows, in parallel over the window axis; ``negative[b]``: window b had a negative count."""
     for b in prange(x.shape[0]):
         negative[b] = _run_window(
             x[b], P, PO, wf_in, in_lo, in_hi, wf_rec, rec_lo, rec_hi, wf_out,
             thr, dm, bias, alias, has_alias, special, thr_o, dm_o, bias_o, special_o, has_bias, cyc_table, t_skip,
-            out_spk[b], out_vmem[b], vmem_sum[b], hid_counts[b], hid_active[b], in_active[b], cycles[b],
+            out_spk[b], out_vmem[b], vmem_sum[b], hid_counts[b], hid_active[b], cycles[b],
         )  # fmt: skip
 
 
@@ -541,14 +540,13 @@ def _run_kernel(
 class SimOutput:
     """Raw simulator output: (N, T, Nout) spikes and vmem, (N, Nout) vmem summed over the steps the
     prediction reads (`readout_skip_steps` on), (N, Nhid) spike counts, and per step (N, T): hidden
-    neurons that spiked, input channels with events, cycles (Rockpool's cycles model)."""
+    neurons that spiked and cycles (Rockpool's cycles model)."""
 
     output_spikes: np.ndarray
     readout_vmem: np.ndarray
     vmem_sum: np.ndarray
     hidden_spike_counts: np.ndarray
     hidden_active: np.ndarray
-    input_active: np.ndarray
     cycles: np.ndarray
 
 
@@ -565,7 +563,6 @@ def simulate(p: FastParams, events: np.ndarray) -> SimOutput:
         vmem_sum=np.zeros((n, n_out), np.int64),
         hidden_spike_counts=np.zeros((n, n_hid), np.int64),
         hidden_active=np.zeros((n, t), np.int32),
-        input_active=np.zeros((n, t), np.int32),
         cycles=np.zeros((n, t), np.float64),
     )
     _run_kernel(
@@ -573,7 +570,7 @@ def simulate(p: FastParams, events: np.ndarray) -> SimOutput:
         p.thr, p.dash_mem, p.bias, p.alias, bool((p.alias >= 0).any()), p.special,
         p.thr_out, p.dash_mem_out, p.bias_out, p.special_out, p.has_bias, p.cycles_table, readout_skip_steps(t),
         out.output_spikes, out.readout_vmem, out.vmem_sum, out.hidden_spike_counts, out.hidden_active,
-        out.input_active, out.cycles, negative,
+        out.cycles, negative,
     )  # fmt: skip
     if negative.any():
         raise ValueError(NEGATIVE_EVENTS)

@@ -31,7 +31,6 @@ class XyloSimBackend:
 
     def __init__(self) -> None:
         self._config: XyloConfig | None = None
-        self._scaled: XyloConfig | None = None
         self._sim: Any = None
         self._shape: CycleShape | None = None
 
@@ -39,7 +38,7 @@ class XyloSimBackend:
         from aspen_deploy.rockpool_compat import xylosim_from_config
 
         self._sim = xylosim_from_config(config, output_mode="Spike")
-        self._config = self._scaled = config
+        self._config = config
         self._shape = CycleShape.of(config)
 
     def set_threshold_scale(self, scale: float) -> None:
@@ -52,7 +51,6 @@ class XyloSimBackend:
         got = [int(n.v_th) for n in self._sim._xylo_layer.iaf_neurons]
         if got != [int(v) for v in scaled.hidden.threshold]:  # pragma: no cover - a xylosim binding change
             raise RuntimeError("xylosim did not accept the new thresholds in place; rebuild needed")
-        self._scaled = scaled
 
     def run(self, events: np.ndarray) -> RunResult:
         if self._config is None:

@@ -232,7 +232,6 @@ class ControllerState:
     fallback: bool = False
     warned_budget: float | None = None
     behind_warned: bool = False
-    writes: int = 0
 
 
 @dataclass(frozen=True)
@@ -253,9 +252,6 @@ class Decision:
     measurement_ok: bool | None = None
     infeasible: bool = False
     warning: str | None = None
-
-    def as_row(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 # ---- context -------------------------------------------------------------------------------------
@@ -402,9 +398,10 @@ def step(state: ControllerState, measurement: Measurement | None, budget_uw: flo
     action: str
     reason: str
     up_streak = 0
+    fits = [i for i in usable if pred[i] <= cap]
+    best = max(fits, key=lambda i: (pts[i].accuracy, -pred[i])) if fits else lowest  # most accurate that fits
     if st.point is None:
-        fits = [i for i in usable if pred[i] <= cap]
-        target = max(fits, key=lambda i: (pts[i].accuracy, -pred[i])) if fits else lowest
+        target = best
         action, reason = "init", (f"start at the most accurate point predicted to fit {cap:.0f} uW" if fits
                                   else "start at the lowest-power point: nothing is predicted to fit")
     elif st.bad_streak >= s.max_bad_periods:
@@ -419,8 +416,6 @@ def step(state: ControllerState, measurement: Measurement | None, budget_uw: flo
         if st.fallback:
             st = replace(st, fallback=False)
         cur = st.point
-        fits = [i for i in usable if pred[i] <= cap]
-        best = max(fits, key=lambda i: (pts[i].accuracy, -pred[i])) if fits else lowest
         cur_ok = cur in pred and pred[cur] <= cap
         if why_bad is not None:
             target, action = cur, "hold"
@@ -487,25 +482,23 @@ def step(state: ControllerState, measurement: Measurement | None, budget_uw: flo
                         measured_uw=measured,
                         measurement_ok=ok, infeasible=infeasible, warning=warning)
     new = replace(st, period=st.period + 1, point=target, clock_mhz=f_target, up_streak=up_streak,
-                  last_write=st.period if write else st.last_write, writes=st.writes + int(write))
+                  last_write=st.period if write else st.last_write)
     return new, decision
 
 
 # ---- convenience ---------------------------------------------------------------------------------
 @dataclass
 class Controller:
-    """A stateful wrapper around `step` that keeps the decision log."""
+    """A stateful wrapper around `step` (the caller keeps the decisions it wants)."""
 
     ctx: ControllerContext
     state: ControllerState = field(init=False)
-    log: list[Decision] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.state = init_state(self.ctx)
 
     def step(self, measurement: Measurement | None, budget_uw: float) -> Decision:
         self.state, d = step(self.state, measurement, budget_uw)
-        self.log.append(d)
         return d
 
 

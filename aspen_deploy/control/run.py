@@ -149,9 +149,8 @@ def write_budget_trace(path: str | Path, trace: BudgetTrace) -> Path:
 def static_power_uw(cfg: XyloConfig, model: PowerModel, clock_mhz: float) -> float:
     """Power that no threshold changes: idle core at the clock, the cycles every step costs with no
     input or hidden activity, and the IO rail (the part the feedback gain does not scale)."""
-    c0 = float(cycles_from_activity(CycleShape.of(cfg), 0, 0))
-    busy = min(c0 / cfg.dt, clock_mhz * 1e6)
-    return float(model.core_uw(clock_mhz, busy)) + float(model.io_uw(clock_mhz))
+    c0 = cycles_from_activity(CycleShape.of(cfg), 0, 0)
+    return model.estimate(c0, cfg.dt, clock=clock_mhz).total_uw
 
 
 def prior_points(rows: Sequence[dict[str, Any]], cfg: XyloConfig, model: PowerModel) -> list[OperatingPoint]:
@@ -216,6 +215,17 @@ def _needed(cycles: np.ndarray, margin: float, dt: float) -> np.ndarray:
     return np.asarray(cycles, dtype=np.float64).max(axis=-1) * margin / dt / 1e6
 
 
+def _periods_result(device: Any, r: Any, n_win: int, period: int, warmup: int, clock_mhz: float, margin: float,
+                    dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What a device call on ``n_win`` periods (each warm-up + period) gave, past the warm-ups:
+    (power per period, needed clock per period, fell behind per period, readout vmem (n_win P, Nout))."""
+    ps = device.power_samples()
+    power = _period_power(ps.t_s, ps.core_uw + ps.io_uw, device.steps_per_s, n_win, warmup + period, warmup)
+    cyc = np.asarray(r.cycles_per_step)[:, warmup:]
+    vm = np.asarray(r.readout_vmem)[:, warmup:]
+    return power, _needed(cyc, margin, dt), cyc.max(axis=1) > clock_mhz * 1e6 * dt, vm.reshape(-1, vm.shape[-1])
+
+
 def run_static(device: Any, events: np.ndarray, n: int, scale: float, clock_mhz: float, limits: RegisterLimits,
                period: int = PERIOD_STEPS, warmup: int = WARMUP_STEPS, margin: float = 1.2, dt: float = chip.DT_S,
                batch: int = STATIC_BATCH) -> PolicyRun:
@@ -223,19 +233,13 @@ def run_static(device: Any, events: np.ndarray, n: int, scale: float, clock_mhz:
     limits.check(scale, clock_mhz)
     device.set_threshold_scale(scale)
     device.set_clock(clock_mhz)
-    win = warmup + period
-    power, req, behind, vm = [], [], [], []
+    parts = []
     for a in range(0, n, batch):
         idx = np.arange(a, min(n, a + batch))
         r = device.run(period_inputs(events, idx, period, warmup))
-        ps = device.power_samples()
-        power.append(_period_power(ps.t_s, ps.core_uw + ps.io_uw, device.steps_per_s, len(idx), win, warmup))
-        cyc = np.asarray(r.cycles_per_step)[:, warmup:]
-        req.append(_needed(cyc, margin, dt))
-        behind.append(cyc.max(axis=1) > clock_mhz * 1e6 * dt)
-        vm.append(np.asarray(r.readout_vmem)[:, warmup:].reshape(-1, r.readout_vmem.shape[-1]))
-    return PolicyRun(np.concatenate(power), np.full(n, scale), np.full(n, clock_mhz), np.concatenate(req),
-                     np.concatenate(behind), np.concatenate(vm))
+        parts.append(_periods_result(device, r, len(idx), period, warmup, clock_mhz, margin, dt))
+    power, req, behind, vm = (np.concatenate(c) for c in zip(*parts))
+    return PolicyRun(power, np.full(n, scale), np.full(n, clock_mhz), req, behind, vm)
 
 
 class GuardedWriter:
@@ -269,7 +273,6 @@ def run_closed_loop(device: Any, events: np.ndarray, n: int, budgets: np.ndarray
     controller is told about period ``p`` (tests: dropped or corrupted measurements); the timeline keeps
     what the device reported."""
     writer = GuardedWriter(device, limits)
-    win = warmup + period
     power = np.full(n, np.nan)
     scale = np.zeros(n)
     clock = np.zeros(n)
@@ -284,15 +287,12 @@ def run_closed_loop(device: Any, events: np.ndarray, n: int, budgets: np.ndarray
         decisions.append(d)
         if d.write:
             writer.apply(p, d.scale, d.clock_mhz)
-        results = list(device.stream([period_inputs(events, p, period, warmup)]))
-        r = results[0]
-        ps = device.power_samples()
-        m = _period_power(ps.t_s, ps.core_uw + ps.io_uw, device.steps_per_s, 1, win, warmup)[0]
-        cyc = np.asarray(r.cycles_per_step)[0, warmup:]
+        r = list(device.stream([period_inputs(events, p, period, warmup)]))[0]
+        pw, rq, bh, v = _periods_result(device, r, 1, period, warmup, d.clock_mhz, margin, dt)
+        m = pw[0]
         power[p], scale[p], clock[p] = m, d.scale, d.clock_mhz
-        req[p] = float(_needed(cyc[None], margin, dt)[0])
-        behind[p] = bool(cyc.max() > d.clock_mhz * 1e6 * dt)
-        vm.append(np.asarray(r.readout_vmem)[0, warmup:])
+        req[p], behind[p] = float(rq[0]), bool(bh[0])
+        vm.append(v)
         seen = None if not math.isfinite(m) else float(m)
         if fault is not None:
             seen = fault(p, seen)

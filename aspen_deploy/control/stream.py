@@ -32,7 +32,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from aspen_deploy import chip
-from aspen_deploy.backends.base import READOUT_SKIP_FRACTION
+from aspen_deploy.backends.base import READOUT_SKIP_FRACTION, readout_skip_steps
 
 WINDOW_STEPS = 512  # readout window = the training windows (2.56 s at 200 Hz)
 PERIOD_STEPS = 200  # control period = readout hop (1 s)
@@ -118,14 +118,20 @@ def synthetic_test_stream(seed: int = 0, n_subjects: int = 6, seconds_per_activi
 
 
 def stream_for_data(spec: dict) -> ImuStream:
-    """The test stream that matches a run's data source (``settings.json`` ``data``)."""
+    """The test stream that matches a run's data source (``settings.json`` ``data``): the test subjects'
+    recordings exactly as the training pipeline (`data_prep.pipeline.source_recordings`) made them."""
+    from data_prep.pipeline import source_recordings
+
     source = spec.get("source", spec.get("source_arg"))
-    if source == "hapt":
-        return hapt_test_stream()
-    if source == "synthetic":
-        return synthetic_test_stream(seed=int(spec.get("seed", 0)))
-    raise StreamError(f"data source {source!r} has no continuous recordings to stream; the controller runs on "
-                      "runs trained on hapt or synthetic data")
+    if source not in ("hapt", "synthetic"):
+        raise StreamError(f"data source {source!r} has no continuous recordings to stream; the controller runs on "
+                          "runs trained on hapt or synthetic data")
+    seed = int(spec.get("seed", 0))
+    recs, class_names, test_subjects = source_recordings({"source": source, "seed": seed})
+    subs = set(test_subjects)
+    what = (f"hapt test subjects {sorted(subs)}" if source == "hapt"
+            else f"synthetic test subject {max(subs)} (seed {seed})")
+    return stream_from_recordings([r for r in recs if r.subject in subs], class_names, what)
 
 
 # ---- front end ---------------------------------------------------------------------------------
@@ -162,10 +168,11 @@ def period_inputs(events: np.ndarray, p: np.ndarray | int, period: int = PERIOD_
     Returns (warmup + P, C) for an int ``p``, (len(p), warmup + P, C) for an array.
     """
     x = np.asarray(events)
-    pad = np.concatenate([np.zeros((warmup, x.shape[1]), x.dtype), x])
     idx = np.atleast_1d(np.asarray(p, dtype=np.int64))
-    rows = idx[:, None] * period + np.arange(warmup + period)[None, :]  # offsets into pad
-    out = pad[rows]
+    # stream rows by index arithmetic (no padded copy of the whole stream per call); < 0: before the start
+    rows = idx[:, None] * period + np.arange(warmup + period)[None, :] - warmup
+    out = x[np.maximum(rows, 0)]
+    out[rows < 0] = 0
     return out[0] if np.ndim(p) == 0 else out
 
 
@@ -198,7 +205,7 @@ def window_predictions(readout_vmem: np.ndarray, n_per: int, period: int = PERIO
     full &= ends >= window
     if not full.any():
         return out
-    t0 = int(window * skip_fraction)
+    t0 = readout_skip_steps(window, skip_fraction)
     cs = np.concatenate([np.zeros((1, v.shape[1])), np.cumsum(v, axis=0)])
     e = ends[full]
     means = (cs[e] - cs[e - window + t0]) / (window - t0)

@@ -137,10 +137,6 @@ class DeviceBase:
     def close(self) -> None:
         pass
 
-    def apply(self, config: XyloConfig) -> None:
-        """Same as ``load``: convert, check and apply a configuration."""
-        self.load(config)  # type: ignore[attr-defined]
-
     def __enter__(self) -> "DeviceBase":
         return self.open()
 

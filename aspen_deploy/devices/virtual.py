@@ -76,16 +76,7 @@ class VirtualDevice(DeviceBase):
         self._config: XyloConfig | None = None
         self._clock = max(chip.CLOCKS_MHZ)
         self._samples = PowerSamples.empty()
-        self._open = False
         self._last: tuple[str, RunResult] | None = None  # (events digest, result) at the current configuration
-
-    # ---- lifetime ----
-    def open(self) -> "VirtualDevice":
-        self._open = True
-        return self
-
-    def close(self) -> None:
-        self._open = False
 
     # ---- backend protocol ----
     def load(self, config: XyloConfig) -> None:

@@ -43,7 +43,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from aspen_deploy import chip
-from aspen_deploy.backends.cycles import CycleShape, cycles_from_activity, min_clock_mhz
+from aspen_deploy.backends.cycles import CycleShape, cycles_from_activity, min_clock_mhz, required_clock_mhz
 from aspen_deploy.io import atomic_write_json
 
 FORMAT = "aspen-power-model/1"
@@ -157,6 +157,17 @@ class PowerModel:
             return max(chip.CLOCKS_MHZ), choice.required_mhz, False
         return float(choice.clock_mhz), choice.required_mhz, True
 
+    def clock_for(self, cycles_per_step: np.ndarray, clock: float | str = "auto",
+                  dt: float = chip.DT_S) -> tuple[float, float, bool]:
+        """(clock, required MHz, real time kept) for ``clock`` "auto" (`choose_clock`) or a given MHz."""
+        if isinstance(clock, str):
+            if clock != "auto":
+                raise ValueError(f"clock must be 'auto' or a frequency in MHz, got {clock!r}")
+            return self.choose_clock(cycles_per_step, dt)
+        f = float(clock)
+        required = required_clock_mhz(cycles_per_step, dt, self.margin)
+        return f, required, f + 1e-9 >= required
+
     def estimate(self, cycles_per_step: np.ndarray, dt: float = chip.DT_S, clock: float | str = "auto",
                  steps_per_s: float | None = None) -> PowerEstimate:
         """Power for the given per-step cycles (any shape) at ``clock`` ("auto": `choose_clock`).
@@ -167,14 +178,7 @@ class PowerModel:
         c = np.asarray(cycles_per_step, dtype=np.float64)
         if c.size == 0:
             raise ValueError("no cycle counts given")
-        if isinstance(clock, str):
-            if clock != "auto":
-                raise ValueError(f"clock must be 'auto' or a frequency in MHz, got {clock!r}")
-            f, required, ok = self.choose_clock(c, dt)
-        else:
-            f = float(clock)
-            required = float(c.max()) * self.margin / dt / 1e6
-            ok = f + 1e-9 >= required
+        f, required, ok = self.clock_for(c, clock, dt)
         rate = (1.0 / dt) if steps_per_s is None else float(steps_per_s)
         busy = min(float(c.mean()) * rate, f * 1e6)
         return PowerEstimate(clock_mhz=f, required_mhz=required, realtime_ok=bool(ok), cycles_per_step=float(c.mean()),
@@ -183,7 +187,7 @@ class PowerModel:
     @property
     def label(self) -> str:
         """"estimate" for the published-figure defaults, else status plus a fingerprint of the constants."""
-        if self.status == "estimate" and self == PowerModel(margin=self.margin) and self.margin == DEFAULT_MARGIN:
+        if self == PowerModel():
             return "estimate"
         import hashlib
 
