@@ -38,19 +38,24 @@ and ~30 elementwise passes: 0.1-0.2 s of BLAS alone, well under 100x xylosim. Th
 small and sparse instead, so this module compiles an event-driven loop with numba
 (``cache=True``, windows in parallel with ``prange``), per window and step:
 
-* delivery walks the step's events in chip order (active inputs, then the list of neurons
-  that spiked at t-1) and applies each as one saturating add vectorized over its weight row
-  (`_deliver`): exactly the chip's sequence, as fast as plain sums (an earlier version added
-  plain sums and redid neurons whose sum might have clipped: 10-20x slower on trained
-  networks, where tens of spikes per step with weights up to 127 << shift clip often);
+* isyn is int16, and each event (an active input, or a neuron that spiked at t-1, in chip
+  order) is one saturating add over the part of its weight row that can be non-zero
+  (`_deliver`, `_saturating_add16`: ``llvm.sadd.sat``, i.e. vpaddsw, 16 neurons per
+  instruction; a count k > 1 adds k w in int32 lanes and clips once). That is the chip's
+  sequence itself, so no sum ever needs redoing (an earlier version added plain sums and
+  redid neurons whose sum might have clipped: 10-20x slower on trained networks, where tens
+  of spikes per step with weights up to 127 << shift clip often). Weight rows are stored cut
+  to that part, one after another (`_row_segments`): a third of the cache for layered nets;
 * one vectorized pass (8 float32 lanes) runs steps 2-4 for every neuron on integer-valued
   float32 state, exact because every value stays within int16, far below 2**24; the per-lane
   ``floor(v / thr)`` is one multiply by `reciprocal_up` (exact for all int16 operands);
 * neurons whose threshold is <= 0, whose v_mem_decay is 0 (``-(v >> 0)`` can wrap) or that
   take part in an alias (their order matters) are finished in integers (`_special_neuron`),
   from a list, so that the vectorized pass has no branch for them;
-* the spike list for t+1 comes from walking the set bits of 64-neuron masks of the spike
-  counts (count trailing zeros), not from a branch per neuron;
+* the spikes are found by walking the set bits of 64-neuron masks of the spike counts (one
+  vector compare and vmovmskps per 8 neurons, `_nonzero_bits8`; then count trailing zeros),
+  not by a branch per neuron, and each is delivered as soon as it is found: step t+1's inputs
+  are delivered just before, which keeps the chip's order without a spike list;
 * cycles per step are looked up in the cycles model's table, the readout membrane is summed
   for the prediction and negative input counts are caught, all inside the kernel (numpy
   passes over the inputs and outputs cost ~5 ms per 256 windows, a sixth of the run).
@@ -61,11 +66,16 @@ default error model do too (``error_model="numpy"``), so do a long list of separ
 (runtime alias checks: state and parameters are rows of two 2-D arrays) and a signed loop
 index that does not start at 0 (numba's negative-index wrap check: loops over ranges use
 unsigned indices). A slice is an array object whose reference count numba updates
-atomically (slower than adding 48 floats), so the kernel indexes instead of slicing. LLVM's
-vectorized loop does 32 floats per iteration and leaves the rest to a scalar loop: weight
-rows are widened to whole 32-column chunks (adding zeros is cheaper). Tried and dropped:
-stepping 2-8 windows in lockstep (LLVM stopped vectorizing the inlined pass), two events
-per delivery loop, 8- or 16-wide inner loops.
+atomically (slower than the adds), so the kernel indexes instead of slicing. numba compiles
+neither a saturating int16 add nor a lane mask from its loops, hence two small LLVM IR
+intrinsics. The switch from float32 isyn (a 32-wide fused multiply-add and clip per event,
+rows widened to 32 columns) was measured step by step, comparing copies of this module run
+interleaved in one process (best and median of 60 runs) on the benchmark network: masks
+-7 %, compact rows -5 %, int16 adds -5 %, delivery during the walk -12 %, one clipped add
+for k > 1 instead of k adds -7 % (-12 % on the demo's trained network); -32 % in all (-20 to
+-25 % on the trained networks). Tried and dropped: stepping 2-8 windows in lockstep (LLVM
+stopped vectorizing the inlined pass), two events per delivery loop, a per-matrix uniform
+row width, adding the bias row unconditionally, a branch on k == 1 outside the row loop.
 
 Measured: see the README (``python scripts/bench_sim.py``).
 """
@@ -428,9 +438,12 @@ def _decay_f(v, inv):
 @njit(inline="always", **_JIT)
 def _deliver(isyn, k, W, start, lo, hi):
     """One event of count k > 0 from the row stored at ``W[start:]`` for columns lo..hi-1:
-    ``isyn[j] = sat(isyn[j] + k w_j)``, one `_saturating_add16` per 16 columns."""
-    for c in range(U64(0), U64(hi - lo), U64(I16_LANES)):
-        _saturating_add16(isyn, U64(lo) + c, W, start + c, k)
+    ``isyn[j] = sat(isyn[j] + k w_j)``, one `_saturating_add16` per 16 columns. ``start - lo``
+    may pass below 0; as unsigned integers the sum with ``c >= lo`` wraps back to the right
+    index (looping over c from lo measured 5 % faster than from 0 on the trained network)."""
+    b = start - U64(lo)
+    for c in range(U64(lo), U64(hi), U64(I16_LANES)):
+        _saturating_add16(isyn, c, W, b + c, k)
 
 
 @njit(inline="always", **_JIT)
