@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from aspen_deploy.config import NeuronParams, XyloConfig
+from aspen_deploy.config import XyloConfig
 
 _XYLO_PKG = "rockpool.devices.xylo"
 OUTPUT_MODES = ("Vmem", "Spike", "Isyn")
@@ -87,43 +87,21 @@ def xylo_mapper() -> Callable[..., Any]:
 
 
 # ---- configurations as samna-shaped attribute objects ------------------------------------------
-def _neurons(p: NeuronParams, with_alias: bool) -> list[types.SimpleNamespace]:
-    rows = []
-    for i in range(len(p)):
-        row = types.SimpleNamespace(
-            threshold=int(p.threshold[i]),
-            v_mem_decay=int(p.v_mem_decay[i]),
-            i_syn_decay=int(p.i_syn_decay[i]),
-            v_mem_bias=int(p.v_mem_bias[i]),
-        )
-        if with_alias:
-            a = p.alias_target[i] if p.alias_target is not None else None
-            row.alias_target = None if a is None else int(a)
-        rows.append(row)
-    return rows
+def _attributes(v: Any) -> Any:
+    """JSON-shaped dicts (and lists of them) as attribute objects; other values as they are."""
+    if isinstance(v, dict):
+        return types.SimpleNamespace(**{k: _attributes(x) for k, x in v.items()})
+    if isinstance(v, list) and v and isinstance(v[0], dict):
+        return [_attributes(x) for x in v]
+    return v
 
 
 def config_namespace(cfg: XyloConfig) -> types.SimpleNamespace:
-    """``cfg`` as plain attribute objects with samna's ``XyloConfiguration`` field names.
-
-    Weights are nested lists of Python ints (as samna returns them).
-    """
-    return types.SimpleNamespace(
-        input=types.SimpleNamespace(
-            weights=np.asarray(cfg.input_weights, dtype=np.int64).tolist(), weight_bit_shift=int(cfg.input_shift)
-        ),
-        hidden=types.SimpleNamespace(
-            weights=np.asarray(cfg.hidden_weights, dtype=np.int64).tolist(),
-            weight_bit_shift=int(cfg.hidden_shift),
-            neurons=_neurons(cfg.hidden, True),
-        ),
-        readout=types.SimpleNamespace(
-            weights=np.asarray(cfg.readout_weights, dtype=np.int64).tolist(),
-            weight_bit_shift=int(cfg.readout_shift),
-            neurons=_neurons(cfg.readout, False),
-        ),
-        bias_enable=bool(cfg.bias_enable),
-    )
+    """``cfg`` as plain attribute objects with samna's ``XyloConfiguration`` field names: the
+    sections of `XyloConfig.to_dict`, whose field names are samna's. Weights are nested lists of
+    Python ints (as samna returns them)."""
+    d = cfg.to_dict()
+    return types.SimpleNamespace(**{k: _attributes(d[k]) for k in ("input", "hidden", "readout", "bias_enable")})
 
 
 def hidden_aliases(cfg: XyloConfig) -> list[list[int]]:

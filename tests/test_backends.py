@@ -12,7 +12,7 @@ from helpers_random_config import random_config, random_events
 
 from aspen_deploy import chip, rockpool_compat
 from aspen_deploy.backends import BACKENDS, Backend, UnknownBackendError, get_backend
-from aspen_deploy.backends.cycles import CycleShape, cycles_per_step, min_clock_mhz
+from aspen_deploy.backends.cycles import CycleShape, cycles_per_step, lowest_clock, min_clock_mhz
 from aspen_deploy.config import NeuronParams, XyloConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -268,6 +268,15 @@ def test_min_clock_picks_the_lowest_legal_clock():
         min_clock_mhz(np.array([1.0]), dt, margin=0.2)
     with pytest.raises(ValueError, match="dt"):
         min_clock_mhz(np.array([1.0]), 0.0)
+
+
+@pytest.mark.parametrize("clock", chip.CLOCKS_MHZ)
+def test_a_requirement_exactly_on_a_clock_gets_that_clock(clock: float):
+    """Float rounding must not push an exact fit to the next clock (10 MHz computes as
+    10.000000000000002), and the controller picks by the same rule."""
+    choice = min_clock_mhz(np.array([clock * 1e6 * chip.DT_S / 1.2]), chip.DT_S)
+    assert choice.clock_mhz == clock
+    assert lowest_clock(choice.required_mhz) == clock
 
 
 def test_cycles_per_step_checks_shapes():

@@ -25,6 +25,7 @@ a: aliases per hidden neuron (Rockpool's ``is_alias_target_prob`` and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -148,5 +149,12 @@ def min_clock_mhz(cycles_per_step: np.ndarray, dt: float = chip.DT_S, margin: fl
     if not margin >= 1.0:
         raise ValueError(f"margin is a factor >= 1 (Rockpool uses 1.2), got {margin}")
     required = required_clock_mhz(cycles_per_step, dt, margin)
-    legal = [f for f in sorted(chip.CLOCKS_MHZ) if f >= required]
-    return ClockChoice(legal[0] if legal else None, required)
+    return ClockChoice(lowest_clock(required), required)
+
+
+def lowest_clock(required_mhz: float, clocks: Sequence[float] = chip.CLOCKS_MHZ) -> float | None:
+    """The lowest of ``clocks`` at or above ``required_mhz`` (None when even the top one is too
+    slow); the one rule for every clock choice. 1e-9 MHz of slack absorbs float rounding in a
+    requirement computed to land exactly on a clock."""
+    ok = [c for c in sorted(clocks) if c + 1e-9 >= required_mhz]
+    return ok[0] if ok else None

@@ -56,11 +56,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
 from aspen_deploy import chip
+from aspen_deploy.backends.cycles import lowest_clock
 
 
 class ControlError(ValueError):
@@ -255,12 +256,6 @@ class Decision:
 
 
 # ---- context -------------------------------------------------------------------------------------
-def lowest_clock(required_mhz: float, clocks: Sequence[float] = chip.CLOCKS_MHZ) -> float | None:
-    """The lowest legal clock at or above ``required_mhz`` (None when even the top one is too slow)."""
-    ok = [c for c in sorted(clocks) if c + 1e-9 >= required_mhz]
-    return ok[0] if ok else None
-
-
 def make_context(points: Iterable[OperatingPoint], limits: RegisterLimits,
                  settings: ControllerSettings | None = None) -> ControllerContext:
     """Keep the prior points the chip can run: registers in range and a clock fast enough for real time."""
@@ -524,5 +519,5 @@ def points_from_rows(rows: Iterable[Mapping[str, Any]], static_uw: Mapping[float
 
 __all__ = ["ControlError", "Controller", "ControllerContext", "ControllerSettings", "ControllerState", "Decision",
            "Measurement", "OperatingPoint", "RegisterLimits", "RegisterRangeError", "check_measurement",
-           "init_state", "learn", "lowest_clock", "make_context", "observed_gain", "points_from_rows", "predict_uw",
+           "init_state", "learn", "make_context", "observed_gain", "points_from_rows", "predict_uw",
            "step"]

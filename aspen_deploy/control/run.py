@@ -42,10 +42,10 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from aspen_deploy import chip
-from aspen_deploy.backends.cycles import CycleShape, cycles_from_activity
+from aspen_deploy.backends.cycles import CycleShape, cycles_from_activity, lowest_clock
 from aspen_deploy.config import XyloConfig
 from aspen_deploy.control.controller import (ControlError, Controller, ControllerSettings, Decision, Measurement,
-                                             OperatingPoint, RegisterLimits, lowest_clock, make_context,
+                                             OperatingPoint, RegisterLimits, make_context,
                                              points_from_rows)
 from aspen_deploy.control.stream import (PERIOD_STEPS, WARMUP_STEPS, ImuStream, n_periods, period_inputs,
                                          stream_events, stream_for_data, window_predictions, window_truth)
