@@ -178,8 +178,6 @@ def train(net: Any, data: Any, settings: TrainSettings, run_dir: Path, resume: b
     return metrics
 
 
-
-
 def _write_log(path: Path, rows: list[dict]) -> None:
     import io
 

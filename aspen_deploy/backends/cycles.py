@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -130,12 +130,15 @@ class ClockChoice(NamedTuple):
     required_mhz: float
 
 
-def required_clock_mhz(cycles_per_step: np.ndarray, dt: float = chip.DT_S, margin: float = 1.2) -> float:
-    """The clock (MHz) that runs the busiest step in real time: ``max(cycles) * margin / dt``."""
+def required_clock_mhz(cycles_per_step: np.ndarray, dt: float = chip.DT_S, margin: float = 1.2,
+                       axis: int | None = None) -> Any:
+    """The clock (MHz) that runs the busiest step in real time: ``max(cycles) * margin / dt``; a
+    float, or with ``axis`` an array (one per row of steps)."""
     c = np.asarray(cycles_per_step, dtype=np.float64)
     if c.size == 0:
         raise ValueError("no cycle counts given")
-    return float(c.max()) * margin / dt / 1e6
+    need = c.max(axis=axis) * margin / dt / 1e6
+    return float(need) if axis is None else need
 
 
 def min_clock_mhz(cycles_per_step: np.ndarray, dt: float = chip.DT_S, margin: float = 1.2) -> ClockChoice:
@@ -154,7 +157,12 @@ def min_clock_mhz(cycles_per_step: np.ndarray, dt: float = chip.DT_S, margin: fl
 
 def lowest_clock(required_mhz: float, clocks: Sequence[float] = chip.CLOCKS_MHZ) -> float | None:
     """The lowest of ``clocks`` at or above ``required_mhz`` (None when even the top one is too
-    slow); the one rule for every clock choice. 1e-9 MHz of slack absorbs float rounding in a
-    requirement computed to land exactly on a clock."""
-    ok = [c for c in sorted(clocks) if c + 1e-9 >= required_mhz]
+    slow); the one rule for every clock choice, with `fast_enough`'s slack: a requirement computed
+    to land exactly on a clock (10 MHz computes as 10.000000000000002) gets that clock."""
+    ok = [c for c in sorted(clocks) if fast_enough(c, required_mhz)]
     return ok[0] if ok else None
+
+
+def fast_enough(clock_mhz: float, required_mhz: float) -> bool:
+    """Whether ``clock_mhz`` meets ``required_mhz`` (1e-9 MHz of slack for float rounding)."""
+    return clock_mhz + 1e-9 >= required_mhz

@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from aspen_deploy import chip
-from aspen_deploy.backends.cycles import CycleShape, cycles_from_activity, lowest_clock
+from aspen_deploy.backends.cycles import CycleShape, cycles_from_activity, lowest_clock, required_clock_mhz
 from aspen_deploy.config import XyloConfig
 from aspen_deploy.control.controller import (ControlError, Controller, ControllerSettings, Decision, Measurement,
                                              OperatingPoint, RegisterLimits, make_context,
@@ -211,10 +211,6 @@ def _period_power(t_s: np.ndarray, total_uw: np.ndarray, steps_per_s: float, n_w
     return out
 
 
-def _needed(cycles: np.ndarray, margin: float, dt: float) -> np.ndarray:
-    return np.asarray(cycles, dtype=np.float64).max(axis=-1) * margin / dt / 1e6
-
-
 def _periods_result(device: Any, r: Any, n_win: int, period: int, warmup: int, clock_mhz: float, margin: float,
                     dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """What a device call on ``n_win`` periods (each warm-up + period) gave, past the warm-ups:
@@ -223,7 +219,7 @@ def _periods_result(device: Any, r: Any, n_win: int, period: int, warmup: int, c
     power = _period_power(ps.t_s, ps.core_uw + ps.io_uw, device.steps_per_s, n_win, warmup + period, warmup)
     cyc = np.asarray(r.cycles_per_step)[:, warmup:]
     vm = np.asarray(r.readout_vmem)[:, warmup:]
-    return power, _needed(cyc, margin, dt), cyc.max(axis=1) > clock_mhz * 1e6 * dt, vm.reshape(-1, vm.shape[-1])
+    return power, required_clock_mhz(cyc, dt, margin, axis=1), cyc.max(axis=1) > clock_mhz * 1e6 * dt, vm.reshape(-1, vm.shape[-1])
 
 
 def run_static(device: Any, events: np.ndarray, n: int, scale: float, clock_mhz: float, limits: RegisterLimits,

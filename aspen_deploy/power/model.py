@@ -43,7 +43,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from aspen_deploy import chip
-from aspen_deploy.backends.cycles import CycleShape, cycles_from_activity, min_clock_mhz, required_clock_mhz
+from aspen_deploy.backends.cycles import (CycleShape, cycles_from_activity, fast_enough, min_clock_mhz,
+                                          required_clock_mhz)
 from aspen_deploy.io import atomic_write_json
 
 FORMAT = "aspen-power-model/1"
@@ -166,7 +167,7 @@ class PowerModel:
             return self.choose_clock(cycles_per_step, dt)
         f = float(clock)
         required = required_clock_mhz(cycles_per_step, dt, self.margin)
-        return f, required, f + 1e-9 >= required
+        return f, required, fast_enough(f, required)
 
     def estimate(self, cycles_per_step: np.ndarray, dt: float = chip.DT_S, clock: float | str = "auto",
                  steps_per_s: float | None = None) -> PowerEstimate:
